@@ -1,0 +1,859 @@
+"""The catalog: the only code that speaks SQL. SQLite embedded by default, PostgreSQL to scale out.
+
+Rows are plain dicts. Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so concurrent
+writers queue on the busy timeout instead of failing with "database is locked" on upgrade.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import threading
+from typing import Any, Callable, Iterator, Sequence
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from . import schema
+from .errors import CatalogVersionError, InvalidArgumentError, ProviderError, QuotaExceededError
+from .schema import (
+    SCHEMA_REVISION,
+    artifact_meta,
+    artifacts,
+    blob_intents,
+    catalog_info,
+    quota_usage,
+    sessions,
+    upload_parts,
+    uploads,
+)
+
+__all__ = ["Catalog", "meta_index_value"]
+
+Row = dict[str, Any]
+_OUR_TABLES = {t.name for t in schema.Base.metadata.sorted_tables}
+
+# Statements of the request path, built once. SQLAlchemy finds a statement's compiled form by a
+# cache key that it memoizes on the statement object: a statement built anew for every call
+# pays for that key again (about as much as the query itself on SQLite), a prebuilt one does not.
+_GET_ARTIFACT = select(artifacts).where(artifacts.c.artifact_id == bindparam("artifact_id"))
+_GET_ARTIFACT_FOR_UPDATE = _GET_ARTIFACT.with_for_update()
+_GET_ARTIFACT_BY_KEY = select(artifacts).where(artifacts.c.key == bindparam("key"))
+_INSERT_ARTIFACT = insert(artifacts)
+_INSERT_META = insert(artifact_meta)
+_GET_SESSION = select(sessions).where(
+    sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")
+)
+
+
+def meta_index_value(value: Any) -> str:
+    """The indexed form of one top-level meta value: canonical JSON, hashed when long."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text) <= 256:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    """The keyset values of a cursor, which must be of ``types`` (a forged cursor is refused)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != len(types):
+            raise ValueError
+        if any(type(v) is not t for v, t in zip(values, types)):
+            raise ValueError
+        return values
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidArgumentError(f"invalid cursor {cursor!r}") from None
+
+
+def _prefix_range(column: Any, prefix: str) -> list[Any]:
+    """``column`` starts with ``prefix``, as an index-friendly range (code-point order).
+
+    The upper bound increments the last character that can be incremented, skipping the
+    surrogate block (not storable) and dropping trailing U+10FFFF (no successor).
+    """
+    conds = [column >= prefix]
+    stripped = prefix.rstrip("\U0010ffff")
+    if stripped:
+        last = ord(stripped[-1]) + 1
+        conds.append(column < stripped[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last))
+    return conds
+
+
+class Catalog:
+    """Tables of artifacts, sessions and uploads in one SQL database."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto_migrate: bool | None = None,
+        prepare_connection: Callable[[Any, str], None] | None = None,
+    ) -> None:
+        self.url = make_url(url)
+        self.dialect = self.url.get_backend_name()
+        self.is_sqlite = self.dialect == "sqlite"
+        self.in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
+        # A single shared connection for in-memory SQLite: serialise every transaction on it.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.in_memory else contextlib.nullcontext()
+        )
+        self.engine = self._create_engine(prepare_connection)
+        self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
+        try:
+            self.ensure_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _create_engine(self, prepare: Callable[[Any, str], None] | None) -> Engine:
+        kwargs: dict[str, Any] = {}
+        if self.in_memory:
+            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif self.is_sqlite:
+            if self.url.database:
+                from pathlib import Path
+
+                Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs = {"connect_args": {"check_same_thread": False, "timeout": 60}, "pool_size": 8}
+        else:
+            kwargs = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+        try:
+            engine = create_engine(self.url, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ProviderError(f"cannot open catalog {self.safe_url}: {exc}") from exc
+
+        if self.is_sqlite:
+            in_memory = self.in_memory
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                if not in_memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn: Connection) -> None:
+                immediate = conn.get_execution_options().get("chuk_write", False)
+                statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+                # Straight to the driver: a full SQLAlchemy execution for BEGIN costs as much as
+                # the query that follows it. Errors still surface as DBAPIError (→ ProviderError).
+                dbapi_conn = conn.connection.dbapi_connection
+                try:
+                    dbapi_conn.execute(statement)
+                except engine.dialect.loaded_dbapi.Error as exc:
+                    raise DBAPIError.instance(
+                        statement, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+                    ) from exc
+
+        if prepare is not None:
+
+            @event.listens_for(engine, "connect")
+            def _prepare(dbapi_conn: Any, _record: Any) -> None:
+                prepare(dbapi_conn, self.dialect)
+
+        return engine
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._transaction(write=False) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._transaction(write=True) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[Connection]:
+        with self._lock:
+            try:
+                with self.engine.connect() as conn:
+                    if write:
+                        conn.execution_options(chuk_write=True)
+                    with conn.begin():
+                        yield conn
+            except IntegrityError:
+                raise
+            except DBAPIError as exc:
+                raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_revision(self) -> str | None:
+        with self.read() as conn:
+            return self._revision(conn)
+
+    @staticmethod
+    def _revision(conn: Connection) -> str | None:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def ensure_schema(self) -> None:
+        """Create a fresh catalog, upgrade an old SQLite one, refuse anything else clearly."""
+        with self.read() as conn:
+            revision = self._revision(conn)
+        if revision == SCHEMA_REVISION:
+            return
+        if revision is None:
+            with self.write() as conn:
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+                revision = self._revision(conn)
+                present = _OUR_TABLES & set(inspect(conn).get_table_names())
+                if revision is None and not present:
+                    schema.Base.metadata.create_all(conn)
+                    conn.exec_driver_sql(
+                        "CREATE TABLE IF NOT EXISTS alembic_version "
+                        "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)"
+                    )
+                    conn.exec_driver_sql(
+                        f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_REVISION}')"
+                    )
+                    return
+            if revision is None:
+                raise CatalogVersionError(
+                    f"catalog {self.safe_url} has chuk-artifacts tables but no alembic version; "
+                    f"run `chuk-admin migrate stamp --catalog URL` after checking it"
+                )
+            if revision == SCHEMA_REVISION:
+                return
+        from . import migrate
+
+        if revision not in migrate.known_revisions():
+            raise CatalogVersionError(
+                f"catalog {self.safe_url} is at schema revision {revision!r}, which this version "
+                f"of chuk-artifacts does not know (it needs {SCHEMA_REVISION!r}): upgrade chuk-artifacts"
+            )
+        if not self.auto_migrate:
+            raise CatalogVersionError(
+                f"catalog {self.safe_url} is at schema revision {revision!r} but this version of "
+                f"chuk-artifacts needs {SCHEMA_REVISION!r}: run `chuk-admin migrate upgrade --catalog URL` to upgrade it"
+            )
+        migrate.upgrade(self.engine)
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def get_artifact(self, conn: Connection, artifact_id: str, *, for_update: bool = False) -> Row | None:
+        """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""
+        # for_update: on SQLite the write transaction already holds the lock
+        stmt = _GET_ARTIFACT_FOR_UPDATE if for_update else _GET_ARTIFACT
+        row = conn.execute(stmt, {"artifact_id": artifact_id}).first()
+        return dict(row._mapping) if row is not None else None
+
+    def lock(self, conn: Connection, name: str) -> None:
+        """Serialise transactions that use the same ``name`` until this transaction ends.
+
+        PostgreSQL takes an advisory lock; SQLite write transactions are serialised already.
+        """
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def insert_artifact(self, conn: Connection, values: Row) -> int:
+        row_id = conn.execute(_INSERT_ARTIFACT, values).inserted_primary_key[0]
+        self._index_meta(conn, row_id, values.get("meta") or {})
+        return row_id
+
+    def update_artifact(
+        self, conn: Connection, row_id: int, version: int, values: Row
+    ) -> bool:
+        """Apply ``values`` if the row is still at ``version`` (optimistic locking)."""
+        result = conn.execute(
+            update(artifacts)
+            .where(artifacts.c.row_id == row_id, artifacts.c.version == version)
+            .values(version=version + 1, **values)
+        )
+        if result.rowcount != 1:
+            return False
+        if "meta" in values:
+            conn.execute(delete(artifact_meta).where(artifact_meta.c.row_id == row_id))
+            self._index_meta(conn, row_id, values["meta"] or {})
+        return True
+
+    def _index_meta(self, conn: Connection, row_id: int, meta: dict[str, Any]) -> None:
+        if meta:
+            conn.execute(
+                _INSERT_META,
+                [{"row_id": row_id, "name": k, "value": meta_index_value(v)} for k, v in meta.items()],
+            )
+
+    def mark_deleting(self, conn: Connection, row_ids: Sequence[int], now: float) -> list[Row]:
+        """Tombstone committed rows (or reclaim stale tombstones); return the rows this call claimed."""
+        if not row_ids:
+            return []
+        stale = now - 300.0
+        # SKIP LOCKED (PostgreSQL): concurrent sweepers take disjoint rows and never deadlock.
+        claimable = (
+            select(artifacts.c.row_id)
+            .where(
+                artifacts.c.row_id.in_(list(row_ids)),
+                or_(artifacts.c.state == "committed", artifacts.c.updated_at < stale),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(artifacts)
+            .where(artifacts.c.row_id.in_(claimable))
+            .values(state="deleting", updated_at=now)
+            .returning(artifacts.c.row_id, artifacts.c.key, artifacts.c.pending_key, artifacts.c.bytes)
+        )
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def get_artifacts_by_row_ids(self, conn: Connection, row_ids: Sequence[int]) -> list[Row]:
+        """Whole rows by row id (for lifecycle events of rows about to be removed)."""
+        if not row_ids:
+            return []
+        rows = conn.execute(select(artifacts).where(artifacts.c.row_id.in_(list(row_ids))))
+        return [dict(r._mapping) for r in rows]
+
+    def delete_artifact_rows(self, conn: Connection, row_ids: Sequence[int]) -> int:
+        """Delete rows (any state) and release their quota usage; returns how many went."""
+        if not row_ids:
+            return 0
+        conn.execute(delete(artifact_meta).where(artifact_meta.c.row_id.in_(list(row_ids))))
+        gone = conn.execute(
+            delete(artifacts)
+            .where(artifacts.c.row_id.in_(list(row_ids)))
+            .returning(artifacts.c.sandbox_id, artifacts.c.owner_id, artifacts.c.bytes)
+        ).all()
+        released: dict[tuple[str, str | None], list[int]] = {}
+        for sandbox_id, owner_id, size in gone:
+            total = released.setdefault((sandbox_id, owner_id), [0, 0])
+            total[0] -= size
+            total[1] -= 1
+        for (sandbox_id, owner_id), (size, count) in released.items():
+            self.charge(conn, sandbox_id, owner_id, size, count)
+        return len(gone)
+
+    def expired_artifact_ids(self, conn: Connection, sandbox_id: str, now: float, limit: int) -> list[int]:
+        """Rows of one sandbox past their expiry, and tombstones left by an interrupted delete."""
+        stmt = (
+            select(artifacts.c.row_id)
+            .where(artifacts.c.sandbox_id == sandbox_id, artifacts.c.expires_at <= now)
+            .order_by(artifacts.c.expires_at)
+            .limit(limit)
+        )
+        ids = list(conn.execute(stmt).scalars())
+        stale = (
+            select(artifacts.c.row_id)
+            .where(
+                artifacts.c.sandbox_id == sandbox_id,
+                artifacts.c.state == "deleting",
+                artifacts.c.updated_at < now - 300.0,
+            )
+            .limit(limit)
+        )
+        return ids + [i for i in conn.execute(stale).scalars() if i not in ids]
+
+    def find_artifacts(
+        self,
+        conn: Connection,
+        *,
+        sandbox_id: str,
+        now: float,
+        limit: int,
+        cursor: str | None = None,
+        scope: str | None = None,
+        owner_id: str | None = None,
+        session_id: str | None = None,
+        exclude_foreign_user_scope: str | None | bool = False,
+        mime_prefix: str | None = None,
+        filename_prefix: str | None = None,
+        meta_filter: dict[str, Any] | None = None,
+        order_by_filename: bool = False,
+    ) -> tuple[list[Row], str | None]:
+        """One page of live artifacts matching every given filter, in a stable order.
+
+        ``exclude_foreign_user_scope``: when not ``False``, user-scoped rows are kept only if
+        owned by that user id (``None`` keeps none) — the visibility rule of a session caller.
+        """
+        a = artifacts
+        conds = [
+            a.c.sandbox_id == sandbox_id,
+            a.c.state == "committed",
+            or_(a.c.expires_at.is_(None), a.c.expires_at > now),
+        ]
+        if scope is not None:
+            conds.append(a.c.scope == scope)
+        if owner_id is not None:
+            conds.append(a.c.owner_id == owner_id)
+        if session_id is not None:
+            conds.append(a.c.session_id == session_id)
+        if exclude_foreign_user_scope is not False:
+            keep = a.c.scope != "user"
+            if exclude_foreign_user_scope is not None:
+                keep = or_(keep, a.c.owner_id == exclude_foreign_user_scope)
+            conds.append(keep)
+        # One caller's artifacts (an owner or a session) are walked in that index's row_id order,
+        # stopping after a page. On SQLite a prefix range would otherwise be served by the
+        # sandbox-wide mime / filename index: every user's matches fetched, then sorted. The
+        # prefix is then a filter (``column + ""`` is the same text, but no index serves it).
+        walk = self.is_sqlite and not order_by_filename and not meta_filter and (
+            owner_id is not None or session_id is not None
+        )
+        if mime_prefix:
+            conds += _prefix_range(a.c.mime + "" if walk else a.c.mime, mime_prefix)
+        if filename_prefix:
+            conds += _prefix_range(a.c.filename + "" if walk else a.c.filename, filename_prefix)
+        stmt = select(a)
+        row_id = a.c.row_id
+        meta_items = list((meta_filter or {}).items())
+        if meta_items:  # drive the query from the meta index: cost follows the matches
+            name, value = meta_items.pop(0)
+            first = artifact_meta.alias("m0")
+            stmt = stmt.join(first, first.c.row_id == a.c.row_id)
+            conds += [first.c.name == name, first.c.value == meta_index_value(value)]
+            row_id = first.c.row_id  # the same value, but ordered in the meta index
+        for name, value in meta_items:
+            conds.append(
+                a.c.row_id.in_(
+                    select(artifact_meta.c.row_id).where(
+                        artifact_meta.c.name == name,
+                        artifact_meta.c.value == meta_index_value(value),
+                    )
+                )
+            )
+        if order_by_filename:  # a directory listing: named artifacts, by name
+            conds.append(a.c.filename.is_not(None))
+            order = (a.c.filename, a.c.row_id)
+            if cursor:
+                last_name, last_id = decode_cursor(cursor, str, int)
+                conds.append(
+                    or_(a.c.filename > last_name, and_(a.c.filename == last_name, a.c.row_id > last_id))
+                )
+        else:
+            order = (row_id,)
+            if cursor:
+                (last_id,) = decode_cursor(cursor, int)
+                conds.append(row_id > last_id)
+        stmt = stmt.where(*conds).order_by(*order).limit(limit + 1)
+        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            keys = [last["filename"], last["row_id"]] if order_by_filename else [last["row_id"]]
+            next_cursor = encode_cursor(keys)
+        return rows, next_cursor
+
+    def artifact_stats(self, conn: Connection, sandbox_id: str, now: float) -> dict[str, Any]:
+        a = artifacts
+        live = and_(
+            a.c.sandbox_id == sandbox_id,
+            a.c.state == "committed",
+            or_(a.c.expires_at.is_(None), a.c.expires_at > now),
+        )
+        stmt = (
+            select(a.c.scope, func.count(), func.coalesce(func.sum(a.c.bytes), 0))
+            .where(live)
+            .group_by(a.c.scope)
+        )
+        by_scope = {scope: {"count": n, "bytes": int(b)} for scope, n, b in conn.execute(stmt)}
+        expired = conn.execute(
+            select(func.count()).where(a.c.sandbox_id == sandbox_id, a.c.expires_at <= now)
+        ).scalar_one()
+        return {
+            "count": sum(v["count"] for v in by_scope.values()),
+            "bytes": sum(v["bytes"] for v in by_scope.values()),
+            "by_scope": by_scope,
+            "expired_pending_cleanup": expired,
+        }
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def get_session(self, conn: Connection, sandbox_id: str, session_id: str) -> Row | None:
+        row = conn.execute(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id}).first()
+        return dict(row._mapping) if row is not None else None
+
+    def live_user_session(self, conn: Connection, sandbox_id: str, user_id: str, now: float) -> Row | None:
+        row = conn.execute(
+            select(sessions)
+            .where(
+                sessions.c.sandbox_id == sandbox_id,
+                sessions.c.user_id == user_id,
+                sessions.c.expires_at > now,
+            )
+            .order_by(sessions.c.expires_at.desc())
+            .limit(1)
+        ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def insert_session(self, conn: Connection, values: Row) -> None:
+        conn.execute(insert(sessions).values(**values))
+
+    def update_session(self, conn: Connection, sandbox_id: str, session_id: str, values: Row) -> bool:
+        result = conn.execute(
+            update(sessions)
+            .where(sessions.c.sandbox_id == sandbox_id, sessions.c.session_id == session_id)
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    def delete_sessions(self, conn: Connection, sandbox_id: str | None, session_ids: Sequence[str]) -> int:
+        if not session_ids:
+            return 0
+        conds = [sessions.c.session_id.in_(list(session_ids))]
+        if sandbox_id is not None:
+            conds.append(sessions.c.sandbox_id == sandbox_id)
+        return conn.execute(delete(sessions).where(*conds)).rowcount
+
+    def expired_sessions(self, conn: Connection, sandbox_id: str, now: float, limit: int) -> list[Row]:
+        stmt = (
+            select(sessions.c.sandbox_id, sessions.c.session_id)
+            .where(sessions.c.sandbox_id == sandbox_id, sessions.c.expires_at <= now)
+            .order_by(sessions.c.expires_at)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def session_artifact_ids(
+        self, conn: Connection, sandbox_id: str, session_id: str, limit: int
+    ) -> list[int]:
+        """Session-scoped rows of one session (they go when their session goes)."""
+        stmt = (
+            select(artifacts.c.row_id)
+            .where(
+                artifacts.c.sandbox_id == sandbox_id,
+                artifacts.c.session_id == session_id,
+                artifacts.c.scope == "session",
+            )
+            .limit(limit)
+        )
+        return list(conn.execute(stmt).scalars())
+
+    def count_live_sessions(self, conn: Connection, sandbox_id: str, now: float) -> int:
+        return conn.execute(
+            select(func.count()).where(sessions.c.sandbox_id == sandbox_id, sessions.c.expires_at > now)
+        ).scalar_one()
+
+    # -- uploads in progress ----------------------------------------------------------------
+
+    def get_upload(self, conn: Connection, upload_id: str) -> Row | None:
+        row = conn.execute(select(uploads).where(uploads.c.upload_id == upload_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def get_upload_by_artifact(self, conn: Connection, artifact_id: str) -> Row | None:
+        row = conn.execute(select(uploads).where(uploads.c.artifact_id == artifact_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def insert_upload(self, conn: Connection, values: Row) -> None:
+        conn.execute(insert(uploads).values(**values))
+
+    def set_upload_state(self, conn: Connection, upload_id: str, expected: str, state: str) -> bool:
+        """Move an upload from ``expected`` to ``state``; ``False`` if it was not in ``expected``."""
+        result = conn.execute(
+            update(uploads)
+            .where(uploads.c.upload_id == upload_id, uploads.c.state == expected)
+            .values(state=state)
+        )
+        return result.rowcount == 1
+
+    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
+        conn.execute(delete(upload_parts).where(upload_parts.c.upload_id == upload_id))
+        return conn.execute(delete(uploads).where(uploads.c.upload_id == upload_id)).rowcount == 1
+
+    def put_part(self, conn: Connection, values: Row) -> None:
+        """Record an uploaded part, replacing an earlier upload of the same part number."""
+        conn.execute(
+            delete(upload_parts).where(
+                upload_parts.c.upload_id == values["upload_id"],
+                upload_parts.c.part_number == values["part_number"],
+            )
+        )
+        conn.execute(insert(upload_parts).values(**values))
+
+    def get_parts(self, conn: Connection, upload_id: str) -> dict[int, Row]:
+        stmt = select(upload_parts).where(upload_parts.c.upload_id == upload_id)
+        return {r.part_number: dict(r._mapping) for r in conn.execute(stmt)}
+
+    def expired_uploads(self, conn: Connection, sandbox_id: str, now: float, limit: int) -> list[Row]:
+        stmt = (
+            select(uploads)
+            .where(uploads.c.sandbox_id == sandbox_id, uploads.c.expires_at <= now)
+            .order_by(uploads.c.expires_at)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def get_artifact_by_key(self, conn: Connection, key: str) -> Row | None:
+        row = conn.execute(_GET_ARTIFACT_BY_KEY, {"key": key}).first()
+        return dict(row._mapping) if row is not None else None
+
+    # -- integrity checks and cleanup previews (fsck, ``cleanup --dry-run``) -------------------
+    # Maintenance queries: never on a request path, but still index-driven and batched.
+
+    def iter_artifact_rows(
+        self, conn: Connection, sandbox_id: str, after_row_id: int, limit: int
+    ) -> list[Row]:
+        """One keyset batch of a sandbox's artifact rows (any state) with ``row_id > after_row_id``.
+
+        Pass the last batch's last ``row_id`` to get the next one; an empty list ends the walk.
+        """
+        stmt = (
+            select(artifacts)
+            .where(artifacts.c.sandbox_id == sandbox_id, artifacts.c.row_id > after_row_id)
+            .order_by(artifacts.c.row_id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def count_artifact_rows(self, conn: Connection, sandbox_id: str) -> int:
+        return conn.execute(
+            select(func.count()).where(artifacts.c.sandbox_id == sandbox_id)
+        ).scalar_one()
+
+    def referenced_keys(
+        self, conn: Connection, keys: Sequence[str], artifact_ids: Sequence[str]
+    ) -> set[str]:
+        """Those of ``keys`` that an artifact row (in any state) or an upload in progress names.
+
+        ``artifact_ids`` are the artifact ids the keys end with (an upload's key is its
+        artifact's key, and ``uploads.artifact_id`` is indexed where ``uploads.key`` is not).
+        """
+        if not keys:
+            return set()
+        found = set(conn.execute(select(artifacts.c.key).where(artifacts.c.key.in_(list(keys)))).scalars())
+        # Bytes of a write in progress (or of a crashed one, until cleanup) and staged updates.
+        found.update(conn.execute(select(blob_intents.c.key).where(blob_intents.c.key.in_(list(keys)))).scalars())
+        sandboxes = {k.split("/", 2)[1] for k in keys if k.count("/") >= 2}
+        found.update(
+            conn.execute(
+                select(artifacts.c.pending_key).where(
+                    artifacts.c.sandbox_id.in_(sorted(sandboxes)), artifacts.c.pending_key.in_(list(keys))
+                )
+            ).scalars()
+        )
+        if artifact_ids:
+            found.update(
+                conn.execute(
+                    select(uploads.c.key).where(uploads.c.artifact_id.in_(list(artifact_ids)))
+                ).scalars()
+            )
+        return found & set(keys)
+
+    def existing_upload_ids(self, conn: Connection, upload_ids: Sequence[str]) -> set[str]:
+        """Those of ``upload_ids`` that still have an upload row (whose parts are referenced)."""
+        if not upload_ids:
+            return set()
+        stmt = select(uploads.c.upload_id).where(uploads.c.upload_id.in_(list(upload_ids)))
+        return set(conn.execute(stmt).scalars())
+
+    def count_sweepable_artifacts(self, conn: Connection, sandbox_id: str, now: float) -> tuple[int, int]:
+        """(rows, bytes) a sweep at ``now`` would claim: expired rows and stale tombstones,
+        exactly as ``expired_artifact_ids`` and ``mark_deleting`` select them."""
+        a = artifacts
+        stale = now - 300.0  # the tombstone age after which a sweep reclaims it (mark_deleting)
+        total = (func.count(), func.coalesce(func.sum(a.c.bytes), 0))
+        expired = conn.execute(
+            select(*total).where(
+                a.c.sandbox_id == sandbox_id,
+                a.c.expires_at <= now,
+                or_(a.c.state == "committed", a.c.updated_at < stale),
+            )
+        ).one()
+        tombstones = conn.execute(
+            select(*total).where(
+                a.c.sandbox_id == sandbox_id,
+                a.c.state == "deleting",
+                a.c.updated_at < stale,
+                or_(a.c.expires_at.is_(None), a.c.expires_at > now),
+            )
+        ).one()
+        return expired[0] + tombstones[0], int(expired[1]) + int(tombstones[1])
+
+    def count_session_artifacts(
+        self, conn: Connection, sandbox_id: str, session_ids: Sequence[str], now: float
+    ) -> tuple[int, int]:
+        """(rows, bytes) of live session-scoped artifacts of ``session_ids``: what goes with
+        those sessions beyond ``count_sweepable_artifacts``."""
+        if not session_ids:
+            return 0, 0
+        a = artifacts
+        n, b = conn.execute(
+            select(func.count(), func.coalesce(func.sum(a.c.bytes), 0)).where(
+                a.c.sandbox_id == sandbox_id,
+                a.c.session_id.in_(list(session_ids)),
+                a.c.scope == "session",
+                a.c.state == "committed",
+                or_(a.c.expires_at.is_(None), a.c.expires_at > now),
+            )
+        ).one()
+        return n, int(b)
+
+    def count_expired_uploads(self, conn: Connection, sandbox_id: str, now: float) -> int:
+        return conn.execute(
+            select(func.count()).where(uploads.c.sandbox_id == sandbox_id, uploads.c.expires_at <= now)
+        ).scalar_one()
+
+    # -- crash safety: write intents and staged updates ---------------------------------------
+    # Bytes are written before the row that names them. A key is recorded here first and the
+    # record is removed in the transaction that inserts the row, so whatever a killed writer
+    # left behind is listed here (or, for update_file, in artifacts.pending_key) for cleanup.
+
+    def add_intents(self, conn: Connection, sandbox_id: str, keys: Sequence[str], now: float) -> None:
+        conn.execute(
+            insert(blob_intents), [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys]
+        )
+
+    def claim_intents(self, conn: Connection, keys: Sequence[str]) -> int:
+        """Remove intents; how many were still there (a writer that finds fewer than it made
+        was given up by cleanup and must not commit)."""
+        if not keys:
+            return 0
+        return conn.execute(delete(blob_intents).where(blob_intents.c.key.in_(list(keys)))).rowcount
+
+    def stale_intents(self, conn: Connection, sandbox_id: str, before: float, limit: int) -> list[str]:
+        stmt = (
+            select(blob_intents.c.key)
+            .where(blob_intents.c.sandbox_id == sandbox_id, blob_intents.c.created_at < before)
+            .order_by(blob_intents.c.created_at)
+            .limit(limit)
+        )
+        return list(conn.execute(stmt).scalars())
+
+    def stale_pending(self, conn: Connection, sandbox_id: str, before: float, limit: int) -> list[Row]:
+        """Rows whose committed bytes still sit at a staging key (``pending_key``)."""
+        stmt = (
+            select(artifacts)
+            .where(
+                artifacts.c.sandbox_id == sandbox_id,
+                artifacts.c.pending_key.is_not(None),
+                artifacts.c.updated_at < before,
+            )
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def clear_pending(self, conn: Connection, row_id: int, pending_key: str) -> bool:
+        """Forget ``pending_key`` once its bytes are at the row's key (if it is still the row's)."""
+        result = conn.execute(
+            update(artifacts)
+            .where(artifacts.c.row_id == row_id, artifacts.c.pending_key == pending_key)
+            .values(pending_key=None)
+        )
+        return result.rowcount == 1
+
+    # -- quotas -----------------------------------------------------------------------------
+    # quota_usage holds, per sandbox, the bytes and count of each owner's rows and of all rows
+    # (owner ""). It changes in the transactions that insert, resize and delete rows; a charge
+    # that would pass a limit changes nothing and raises, so concurrent writers cannot overshoot.
+
+    def charge(
+        self,
+        conn: Connection,
+        sandbox_id: str,
+        owner_id: str | None,
+        nbytes: int,
+        count: int,
+        limits: Any = None,
+    ) -> None:
+        """Add ``nbytes``/``count`` to the owner's and the sandbox's usage, within ``limits``
+        (an object with ``user_bytes``, ``user_count``, ``sandbox_bytes``, ``sandbox_count``,
+        each ``None`` for no limit); ``QuotaExceededError`` if that would pass one."""
+        targets = [("", "sandbox")]
+        if owner_id is not None:
+            targets.insert(0, (owner_id, "user"))
+        for owner, kind in targets:
+            max_bytes = getattr(limits, f"{kind}_bytes", None) if nbytes > 0 else None
+            max_count = getattr(limits, f"{kind}_count", None) if count > 0 else None
+            if not self._add_usage(conn, sandbox_id, owner, nbytes, count, max_bytes, max_count):
+                used_bytes, used_count = self.usage(conn, sandbox_id, owner)
+                who = f"user {owner_id!r}" if kind == "user" else f"sandbox {sandbox_id!r}"
+                if max_bytes is not None and used_bytes + nbytes > max_bytes:
+                    what = f"{used_bytes} of {max_bytes} bytes used, {nbytes} more requested"
+                else:
+                    what = f"{used_count} of {max_count} artifacts stored"
+                raise QuotaExceededError(f"quota exceeded for {who}: {what}")
+
+    def _add_usage(
+        self, conn: Connection, sandbox_id: str, owner: str, nbytes: int, count: int,
+        max_bytes: int | None, max_count: int | None,
+    ) -> bool:
+        u = quota_usage.c
+        stmt = (
+            update(quota_usage)
+            .where(u.sandbox_id == sandbox_id, u.owner_id == owner)
+            .values(bytes=u.bytes + nbytes, count=u.count + count)
+        )
+        if max_bytes is not None:
+            stmt = stmt.where(u.bytes + nbytes <= max_bytes)
+        if max_count is not None:
+            stmt = stmt.where(u.count + count <= max_count)
+        if conn.execute(stmt).rowcount == 1:
+            return True
+        # No row changed: either a limit refused, or the owner has no usage row yet (or had none
+        # when the UPDATE's snapshot was taken: a concurrent first write may have made it since).
+        # Make sure the row exists - the INSERT waits for a concurrent creator to commit - and
+        # ask again; a limit that refused the first time refuses again.
+        values = {"sandbox_id": sandbox_id, "owner_id": owner, "bytes": 0, "count": 0}
+        conn.execute(self._insert_ignore(quota_usage, ["sandbox_id", "owner_id"]).values(values))
+        return conn.execute(stmt).rowcount == 1
+
+    def usage(self, conn: Connection, sandbox_id: str, owner_id: str) -> tuple[int, int]:
+        """``(bytes, count)`` of an owner's rows (``""``: the whole sandbox)."""
+        row = conn.execute(
+            select(quota_usage.c.bytes, quota_usage.c.count).where(
+                quota_usage.c.sandbox_id == sandbox_id, quota_usage.c.owner_id == owner_id
+            )
+        ).first()
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    def _insert_ignore(self, table: Any, keys: list[str]) -> Any:
+        """INSERT … ON CONFLICT DO NOTHING on the catalog's dialect."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    # -- small persisted settings -----------------------------------------------------------
+
+    def get_info(self, conn: Connection, name: str) -> str | None:
+        return conn.execute(select(catalog_info.c.value).where(catalog_info.c.name == name)).scalar()
+
+    def set_info_if_absent(self, conn: Connection, name: str, value: str) -> str:
+        """Store ``value`` under ``name`` unless one is there; return the stored value."""
+        self.lock(conn, f"catalog_info:{name}")
+        existing = self.get_info(conn, name)
+        if existing is not None:
+            return existing
+        conn.execute(insert(catalog_info).values(name=name, value=value))
+        return value

@@ -1,0 +1,209 @@
+"""The WSGI gateway that serves HMAC-signed URLs for memory and local backends.
+
+``make_app(store)`` returns a WSGI application: mount it in any WSGI server (or an ASGI server
+through a WSGI adapter), or run ``chuk-admin serve``. Routes, all signature-checked:
+
+- ``GET|HEAD /blob/<key>``: the object, with Range, ETag, Content-Type, Content-Disposition
+- ``PUT /upload/<upload_id>``: the body of a presigned upload
+- ``PUT /upload/<upload_id>/part/<n>``: one part of a multipart upload (answers with its ETag)
+
+A missing, tampered, expired or re-targeted signature gets 403 and touches nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import parse_qsl, quote
+
+from .errors import (
+    ArtifactExpiredError,
+    ArtifactNotFoundError,
+    ArtifactStoreError,
+    InvalidArgumentError,
+    QuotaExceededError,
+)
+from .presign import HmacPresigner
+from .signing import SignatureError
+
+__all__ = ["make_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+_CHUNK = 256 * 1024
+_PART = re.compile(r"/upload/([^/]+)/part/([0-9]{1,5})")
+_UPLOAD = re.compile(r"/upload/([^/]+)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+class _Response(Exception):
+    def __init__(self, status: str, message: str = "", headers: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or []
+
+
+def _body(environ: dict[str, Any]) -> Iterator[bytes]:
+    """The request body in chunks; needs Content-Length (no chunked requests)."""
+    try:
+        remaining = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise _Response("411 Length Required", "Content-Length is required") from None
+    if remaining < 0:
+        raise _Response("400 Bad Request", "bad Content-Length")
+    stream = environ["wsgi.input"]
+
+    def chunks() -> Iterator[bytes]:
+        left = remaining
+        while left > 0:
+            chunk = stream.read(min(_CHUNK, left))
+            if not chunk:
+                raise InvalidArgumentError("request body ended before Content-Length bytes")
+            left -= len(chunk)
+            yield chunk
+
+    return chunks()
+
+
+def _disposition(filename: str | None) -> str:
+    name = (filename or "download").rsplit("/", 1)[-1] or "download"
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=`` range as [start, end), ``None`` to send everything; raises 416."""
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None  # multiple or unknown ranges: answer with the whole object
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise _Response("416 Range Not Satisfiable", "", [("Content-Range", f"bytes */{size}")])
+        return max(0, size - n), size
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or (last and int(last) < start):
+        raise _Response("416 Range Not Satisfiable", "", [("Content-Range", f"bytes */{size}")])
+    return start, end
+
+
+class Gateway:
+    def __init__(self, store: Any) -> None:
+        presigner = store.presigner
+        if not isinstance(presigner, HmacPresigner):
+            raise InvalidArgumentError(
+                f"the gateway serves HMAC-signed URLs; provider {store.storage_provider!r} presigns natively"
+            )
+        self.store = store
+        self.signer = presigner.signer
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        try:
+            status, headers, body = self.route(method, path, query, environ)
+        except _Response as r:
+            status, headers, body = r.status, r.headers, [r.message.encode()] if r.message else []
+            if body:
+                headers = [*headers, ("Content-Type", "text/plain; charset=utf-8")]
+        except ArtifactExpiredError as exc:
+            status, headers, body = "410 Gone", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+        except ArtifactNotFoundError as exc:
+            status, headers, body = "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+        except InvalidArgumentError as exc:
+            status, headers, body = "400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+        except QuotaExceededError as exc:
+            status, headers, body = (
+                "413 Content Too Large", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+            )
+        except ArtifactStoreError as exc:
+            log.warning("gateway: %s %s failed: %s", method, path, exc)
+            status, headers, body = "409 Conflict", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+        start_response(status, [*headers, ("Cache-Control", "no-store")])
+        return body
+
+    def _verify(self, method: str, path: str, query: dict[str, str]) -> None:
+        try:
+            self.signer.verify(method, path, query)
+        except SignatureError as exc:
+            raise _Response("403 Forbidden", f"forbidden: {exc}") from None
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], environ: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
+        # The signature is checked against the request's own method first (HEAD reads as GET):
+        # a URL signed for one method used with another is refused with 403 like any bad URL.
+        if path.startswith("/blob/"):
+            self._verify("GET" if method == "HEAD" else method, path, query)
+            if method not in ("GET", "HEAD"):
+                raise _Response("405 Method Not Allowed", "", [("Allow", "GET, HEAD")])
+            return self.download(path[len("/blob/"):], method, environ)
+        part = _PART.fullmatch(path)
+        upload = _UPLOAD.fullmatch(path)
+        if part or upload:
+            self._verify(method, path, query)
+            if method != "PUT":
+                raise _Response("405 Method Not Allowed", "", [("Allow", "PUT")])
+            if part:
+                etag = self.store._receive_part(part.group(1), int(part.group(2)), _body(environ))
+            else:
+                etag = self.store._receive_upload(upload.group(1), _body(environ))
+            return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
+        raise _Response("404 Not Found", "not found")
+
+    def download(
+        self, key: str, method: str, environ: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
+        row = self.store._row_for_key(key)
+        etag = f'"{row["sha256"]}"'
+        headers = [
+            ("Content-Type", row["mime"]),
+            ("ETag", etag),
+            ("Accept-Ranges", "bytes"),
+            ("Content-Disposition", _disposition(row["filename"])),
+        ]
+        # a list of entity tags, compared weakly (RFC 9110 13.1.2)
+        wanted_tags = {t.strip().removeprefix("W/") for t in environ.get("HTTP_IF_NONE_MATCH", "").split(",")}
+        if etag in wanted_tags or "*" in wanted_tags:
+            return "304 Not Modified", [("ETag", etag)], []
+        size = row["bytes"]
+        status, (start, end) = "200 OK", (0, size)
+        wanted = _parse_range(environ.get("HTTP_RANGE"), size)
+        if wanted is not None and environ.get("HTTP_IF_RANGE", etag).strip() == etag:
+            status, (start, end) = "206 Partial Content", wanted
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+        headers.append(("Content-Length", str(end - start)))
+        if method == "HEAD" or end == start:
+            return status, headers, []
+        return status, headers, self.store._read_range(row, start, end, _CHUNK)
+
+
+def make_app(store: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The WSGI application serving ``store``'s signed URLs (accepts the sync or async store)."""
+    return Gateway(getattr(store, "sync", store))
+
+
+def serve(store: Any, host: str = "127.0.0.1", port: int = 8787) -> None:
+    """Serve the gateway with the standard library's threaded WSGI server (for development)."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("%s - %s", self.address_string(), format % args)
+
+    with make_server(host, port, make_app(store), server_class=Server, handler_class=Quiet) as httpd:
+        httpd.serve_forever()

@@ -1,0 +1,116 @@
+"""Listing and search for ``ArtifactStore``: one indexed, keyset-paginated catalog query each.
+
+Every query here is served by an index of ``schema.py`` (``tests/test_indexes.py`` checks the
+plans), so its cost does not grow with the number of artifacts; a cursor continues a listing
+exactly where the previous page ended, so every match is returned once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import grid
+from .errors import InvalidArgumentError
+from .models import ArtifactList
+
+if TYPE_CHECKING:
+    from .catalog import Row
+
+__all__ = ["ListingMixin", "MAX_LIMIT"]
+
+MAX_LIMIT = 1000
+
+
+def _check_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgumentError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+class ListingMixin:
+    """``list_by_session``, ``get_directory_contents`` and ``search``."""
+
+    def _page(self, rows: list[Row], next_cursor: str | None) -> ArtifactList:
+        return ArtifactList([self._to_metadata(r) for r in rows], next_cursor)
+
+    def list_by_session(
+        self,
+        session_id: str,
+        limit: int = 100,
+        *,
+        cursor: str | None = None,
+        user_id: str | None = None,
+    ) -> ArtifactList:
+        """Live artifacts of a session, oldest first, one page at a time (see ``next_cursor``)."""
+        caller = self._caller(user_id, session_id)
+        with self.catalog.read() as conn:
+            rows, nxt = self.catalog.find_artifacts(
+                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
+                cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
+            )
+        return self._page(rows, nxt)
+
+    def get_directory_contents(
+        self,
+        session_id: str,
+        directory_prefix: str = "",
+        limit: int = 100,
+        *,
+        cursor: str | None = None,
+        user_id: str | None = None,
+    ) -> ArtifactList:
+        """Artifacts of a session whose filename starts with ``directory_prefix``, by filename."""
+        caller = self._caller(user_id, session_id)
+        if not isinstance(directory_prefix, str) or len(directory_prefix) > grid.MAX_FILENAME_LENGTH:
+            raise InvalidArgumentError("directory_prefix must be a string")
+        grid.validate_text(directory_prefix, "directory_prefix")
+        with self.catalog.read() as conn:
+            rows, nxt = self.catalog.find_artifacts(
+                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
+                cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
+                filename_prefix=directory_prefix or None, order_by_filename=True,
+            )
+        return self._page(rows, nxt)
+
+    def search(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        scope: str | None = None,
+        mime_prefix: str | None = None,
+        meta_filter: dict[str, Any] | None = None,
+        filename_prefix: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ArtifactList:
+        """Live artifacts the caller may read that match every filter, oldest first, paginated.
+
+        ``user_id`` limits to that user's artifacts (except for ``scope='sandbox'``, which anyone
+        may read); ``session_id`` to that session's; ``meta_filter`` matches top-level meta values
+        exactly. Pass the previous page's ``next_cursor`` as ``cursor`` for the next page.
+        """
+        caller = self._caller(user_id, session_id)
+        if scope is not None:
+            grid.validate_scope(scope)
+        if meta_filter is not None:  # a dict of JSON values, as stored meta is
+            meta_filter = grid.validate_meta(meta_filter, self.settings.max_meta_bytes)
+        for name, value in (("mime_prefix", mime_prefix), ("filename_prefix", filename_prefix)):
+            if value is not None and (not isinstance(value, str) or len(value) > grid.MAX_FILENAME_LENGTH):
+                raise InvalidArgumentError(f"{name} must be a string")
+            if value is not None:
+                grid.validate_text(value, name)
+        filters: dict[str, Any] = {}
+        if caller.session_id is not None:
+            filters["session_id"] = caller.session_id
+            filters["exclude_foreign_user_scope"] = caller.user_id
+        elif caller.user_id is not None and scope != "sandbox":
+            filters["owner_id"] = caller.user_id
+        with self.catalog.read() as conn:
+            rows, nxt = self.catalog.find_artifacts(
+                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
+                cursor=cursor, scope=scope, mime_prefix=mime_prefix, meta_filter=meta_filter,
+                filename_prefix=filename_prefix, **filters,
+            )
+        return self._page(rows, nxt)

@@ -1,0 +1,202 @@
+"""The public value types: artifact metadata, result pages and request objects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "ArtifactMetadata",
+    "ArtifactList",
+    "CleanupResult",
+    "StreamUploadRequest",
+    "StreamDownloadRequest",
+    "MultipartUploadInitRequest",
+    "MultipartUploadPart",
+    "MultipartUploadCompleteRequest",
+    "iso",
+]
+
+ProgressCallback = Callable[[int, "int | None"], None]
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 in UTC (``...Z``), as the published package reports times."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """What the catalog knows about one artifact. Field names are the published package's."""
+
+    artifact_id: str
+    session_id: str | None
+    sandbox_id: str
+    key: str
+    mime: str
+    summary: str
+    meta: dict[str, Any]
+    filename: str | None
+    bytes: int
+    sha256: str
+    stored_at: str
+    ttl: int | None
+    scope: str
+    owner_id: str | None
+    storage_provider: str
+    session_provider: str
+    updated_at: str
+    expires_at: str | None
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # Compatibility with code written for the published package (pydantic / dict results).
+    model_dump = to_dict
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+class ArtifactList(list):
+    """A page of results: a plain list plus ``next_cursor`` (``None`` on the last page)."""
+
+    next_cursor: str | None
+
+    def __init__(self, items: Iterable[ArtifactMetadata] = (), next_cursor: str | None = None):
+        super().__init__(items)
+        self.next_cursor = next_cursor
+
+
+class CleanupResult(int):
+    """How much a cleanup removed. Its int value is the total count, as the published package returned."""
+
+    artifacts: int
+    sessions: int
+    uploads: int
+    bytes: int
+
+    def __new__(cls, artifacts: int = 0, sessions: int = 0, uploads: int = 0, bytes: int = 0):
+        obj = super().__new__(cls, artifacts + sessions + uploads)
+        obj.artifacts, obj.sessions, obj.uploads, obj.bytes = artifacts, sessions, uploads, bytes
+        return obj
+
+    def __repr__(self) -> str:
+        return (
+            f"CleanupResult(artifacts={self.artifacts}, sessions={self.sessions}, "
+            f"uploads={self.uploads}, bytes={self.bytes})"
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "artifacts": self.artifacts,
+            "sessions": self.sessions,
+            "uploads": self.uploads,
+            "bytes": self.bytes,
+        }
+
+
+_DEFAULT = object()
+
+
+@dataclass
+class StreamUploadRequest:
+    """A streaming upload. ``data_stream``: an iterable of bytes, a binary file object, or
+    (through the async facade) an async iterable of bytes."""
+
+    data_stream: Any
+    mime: str
+    summary: str = ""
+    filename: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    scope: str = "session"
+    ttl: Any = _DEFAULT
+    meta: dict[str, Any] | None = None
+    content_length: int | None = None
+    progress_callback: ProgressCallback | None = None
+    chunk_size: int = 65536
+
+
+@dataclass
+class StreamDownloadRequest:
+    """A streaming download of ``artifact_id``, optionally of the byte range [start, end)."""
+
+    artifact_id: str
+    user_id: str | None = None
+    session_id: str | None = None
+    chunk_size: int = 65536
+    progress_callback: ProgressCallback | None = None
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass
+class MultipartUploadInitRequest:
+    filename: str
+    mime_type: str
+    user_id: str | None = None
+    session_id: str | None = None
+    scope: str = "session"
+    ttl: Any = _DEFAULT
+    meta: dict[str, Any] | None = None
+    summary: str = ""
+
+
+@dataclass
+class MultipartUploadPart:
+    """A part as S3 names it: ``PartNumber`` and the ``ETag`` its upload returned."""
+
+    PartNumber: int
+    ETag: str
+
+
+@dataclass
+class MultipartUploadCompleteRequest:
+    upload_id: str
+    parts: list[MultipartUploadPart] = field(default_factory=list)
+    summary: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+def check_request(request: Any, cls: type, method: str) -> None:
+    """``InvalidArgumentError`` unless ``request`` is a ``cls``."""
+    if not isinstance(request, cls):
+        raise InvalidArgumentError(f"{method} takes a {cls.__name__}, not {type(request).__name__}")
+
+
+def chunks_of(stream: Any, chunk_size: int) -> Iterator[bytes]:
+    """Yield bytes from an iterable of bytes or a binary file object (anything else in it is an
+    ``InvalidArgumentError``)."""
+    if hasattr(stream, "read"):
+        while chunk := stream.read(chunk_size):
+            yield _chunk_bytes(chunk)
+        return
+    if isinstance(stream, (str, bytes, bytearray, memoryview)) or not hasattr(stream, "__iter__"):
+        raise InvalidArgumentError("data_stream must be an iterable of bytes or a binary file object")
+    for chunk in stream:
+        if chunk:
+            yield _chunk_bytes(chunk)
+
+
+def _chunk_bytes(chunk: Any) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise InvalidArgumentError(
+        f"data_stream gave a {type(chunk).__name__}, not bytes (open files in binary mode)"
+    )

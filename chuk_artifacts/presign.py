@@ -1,0 +1,107 @@
+"""Presigned download URLs, and the HMAC presigner that serves memory and local backends.
+
+Presigners are plugins (hook ``presigner``). The built-in one signs gateway URLs with HMAC;
+``chuk_artifacts.gateway.make_app(store)`` serves them. S3-style backends presign natively.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import InvalidArgumentError
+from .signing import UrlSigner, generate_secret
+
+if TYPE_CHECKING:
+    from .catalog import Row
+
+__all__ = ["Presigner", "HmacPresigner", "PresignMixin", "MAX_EXPIRES"]
+
+MAX_EXPIRES = 7 * 86400  # as S3 SigV4 allows
+
+
+def check_expires(expires: Any) -> int:
+    if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_EXPIRES:
+        raise InvalidArgumentError(f"expires must be an integer number of seconds from 1 to {MAX_EXPIRES}")
+    return expires
+
+
+class Presigner(Protocol):
+    """Makes URLs that let a client GET an object, PUT an upload, or PUT one multipart part."""
+
+    name: str
+
+    def download_url(self, row: "Row", expires: int) -> str: ...
+
+    def upload_url(self, upload: "Row", expires: int) -> str: ...
+
+    def part_url(self, upload: "Row", part_number: int, expires: int) -> str: ...
+
+
+class HmacPresigner:
+    """Gateway URLs signed with the store's secret: ``/blob/<key>``, ``/upload/<id>[/part/<n>]``."""
+
+    name = "hmac"
+
+    def __init__(self, signer: UrlSigner) -> None:
+        self.signer = signer
+
+    @classmethod
+    def for_store(cls, store: Any) -> "HmacPresigner":
+        secret = store.settings.presign_secret
+        if not secret:
+            if store.catalog.in_memory:
+                secret = generate_secret()
+            else:  # generated once, kept in the catalog: survives restarts, shared by instances
+                with store.catalog.write() as conn:
+                    secret = store.catalog.set_info_if_absent(conn, "presign_secret", generate_secret())
+        return cls(UrlSigner(secret, store.settings.public_url))
+
+    def download_url(self, row: "Row", expires: int) -> str:
+        return self.signer.sign("GET", f"/blob/{row['key']}", expires)
+
+    def upload_url(self, upload: "Row", expires: int) -> str:
+        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}", expires)
+
+    def part_url(self, upload: "Row", part_number: int, expires: int) -> str:
+        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}/part/{part_number}", expires)
+
+
+class PresignMixin:
+    """Download URLs for ``ArtifactStore``; the caller needs read access to the artifact."""
+
+    _presigner_instance: Presigner | None = None
+
+    @property
+    def presigner(self) -> Presigner:
+        if self._presigner_instance is None:
+            from .plugins import ensure_plugins_loaded
+
+            self._presigner_instance = ensure_plugins_loaded().hook.presigner(store=self)
+            if self._presigner_instance is None:
+                raise InvalidArgumentError(f"no presigner for provider {self.storage_provider!r}")
+        return self._presigner_instance
+
+    def presign(
+        self,
+        artifact_id: str,
+        expires: int = 3600,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> str:
+        """A URL that downloads the artifact for ``expires`` seconds, without credentials."""
+        expires = check_expires(expires)
+        row = self._accessible(artifact_id, user_id, session_id)
+        return self.presigner.download_url(row, expires)
+
+    def presign_short(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
+        """A 15-minute download URL."""
+        return self.presign(artifact_id, 900, user_id=user_id, session_id=session_id)
+
+    def presign_medium(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
+        """A 1-hour download URL."""
+        return self.presign(artifact_id, 3600, user_id=user_id, session_id=session_id)
+
+    def presign_long(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
+        """A 24-hour download URL."""
+        return self.presign(artifact_id, 86400, user_id=user_id, session_id=session_id)

@@ -1,0 +1,57 @@
+"""HMAC-signed URLs for backends without native presigning (memory, local files).
+
+A URL is bound to its HTTP method, its path (which names one key or upload) and its expiry;
+changing any of them, or the signature, makes ``verify`` fail. The secret comes from
+configuration, or is generated once and kept in the catalog so URLs survive restarts and are
+accepted by every instance sharing that catalog.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Mapping
+from urllib.parse import quote, urlencode
+
+__all__ = ["UrlSigner", "SignatureError", "generate_secret"]
+
+
+class SignatureError(Exception):
+    """The URL's signature is missing, wrong or expired."""
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class UrlSigner:
+    def __init__(self, secret: str | bytes, base_url: str) -> None:
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self.base_url = base_url.rstrip("/")
+
+    def _signature(self, method: str, path: str, expires: int) -> str:
+        message = f"{method.upper()}\n{path}\n{expires}".encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sign(self, method: str, path: str, expires_in: int) -> str:
+        """A full URL for ``method`` on ``path`` (starting with ``/``) valid for ``expires_in`` s."""
+        expires = int(time.time()) + int(expires_in)
+        query = urlencode({"expires": expires, "signature": self._signature(method, path, expires)})
+        return f"{self.base_url}{quote(path, safe='/')}?{query}"
+
+    def verify(self, method: str, path: str, query: Mapping[str, str]) -> None:
+        """Raise ``SignatureError`` unless ``query`` carries a valid, unexpired signature."""
+        try:
+            expires = int(query["expires"])
+            given = query["signature"]
+        except (KeyError, ValueError):
+            raise SignatureError("missing or malformed signature") from None
+        expected = self._signature(method, path, expires)
+        if not hmac.compare_digest(expected.encode(), given.encode()):
+            raise SignatureError("invalid signature")
+        if expires < time.time():
+            raise SignatureError("URL has expired")
