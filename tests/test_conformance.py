@@ -1,0 +1,63 @@
+"""The conformance kit (``chuk_artifacts.testing``) run against the built-in backends and the
+built-in catalog session provider — the same kit the plugins in ``plugins/`` run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chuk_artifacts import ArtifactStore
+from chuk_artifacts.blobs import LocalBlobs, MemoryBlobs
+from chuk_artifacts.catalog import Catalog
+from chuk_artifacts.sessions import CatalogSessions
+from chuk_artifacts.testing import BackendConformance, SessionProviderConformance
+
+
+class TestMemoryBlobs(BackendConformance):
+    @pytest.fixture
+    def blobs(self) -> Iterator[MemoryBlobs]:
+        blobs = MemoryBlobs()
+        yield blobs
+        blobs.close()
+
+
+class TestLocalBlobs(BackendConformance):
+    @pytest.fixture
+    def blobs(self, tmp_path: Path) -> LocalBlobs:
+        return LocalBlobs(tmp_path / "root")
+
+
+class TestFilesystemStore(BackendConformance):
+    """The kit through a store built the ordinary way (``storage_provider="filesystem"``)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[ArtifactStore]:
+        with ArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path / "fs")) as store:
+            yield store
+
+
+class TestCatalogSessionsOnSQLite(SessionProviderConformance):
+    @pytest.fixture
+    def sessions(self, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+        catalog = Catalog(f"sqlite:///{tmp_path}/catalog.db")  # a file: shared by every provider
+        yield lambda sandbox_id, ttl_seconds: CatalogSessions(catalog, sandbox_id, ttl_seconds)
+        catalog.close()
+
+
+class TestCatalogSessionsInMemory(SessionProviderConformance):
+    @pytest.fixture
+    def sessions(self) -> Iterator[Callable[..., Any]]:
+        catalog = Catalog("sqlite://")
+        yield lambda sandbox_id, ttl_seconds: CatalogSessions(catalog, sandbox_id, ttl_seconds)
+        catalog.close()
+
+
+class TestCatalogSessionsOnPostgres(SessionProviderConformance):
+    @pytest.fixture
+    def sessions(self, postgres_url: str) -> Iterator[Callable[..., Any]]:
+        catalog = Catalog(postgres_url)
+        yield lambda sandbox_id, ttl_seconds: CatalogSessions(catalog, sandbox_id, ttl_seconds)
+        catalog.close()
