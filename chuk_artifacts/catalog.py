@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import (
+    JSON,
     and_,
     bindparam,
     create_engine,
@@ -121,6 +122,9 @@ class Catalog:
             threading.RLock() if self.in_memory else contextlib.nullcontext()
         )
         self.engine = self._create_engine(prepare_connection)
+        #: ``id(statement)`` → (SQL, positional parameter names, JSON columns), for ``fetch_one``;
+        #: only the module-level statements below are passed there, so the ids stay valid.
+        self._compiled_reads: dict[int, tuple[str, list[str] | None, list[str]]] = {}
         self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
         try:
             self.ensure_schema()
@@ -211,6 +215,54 @@ class Catalog:
             except DBAPIError as exc:
                 raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
 
+    def fetch_one(self, stmt: Any, params: dict[str, Any]) -> Row | None:
+        """The first row of one prebuilt ``SELECT`` of the request path, run on a pooled driver
+        connection without an explicit transaction (a single statement reads one consistent
+        snapshot on its own: SQLite in autocommit mode, PostgreSQL in its implicit transaction,
+        rolled back when the connection goes back to the pool).
+
+        An SQLAlchemy read transaction costs several times the query itself on SQLite (pool
+        checkout, ``BEGIN``, compiled-cache lookup, result set-up, ``COMMIT``); the request path
+        reads one row by primary or unique key many times per second, so it takes this path.
+        The statement is compiled once per catalog; JSON columns are decoded here, as the
+        driver hands SQLite's back as text.
+        """
+        sql, order, json_columns = self._compiled_reads.get(id(stmt)) or self._compile_read(stmt)
+        args: Any = tuple(params[name] for name in order) if order is not None else params
+        with self._lock:
+            try:
+                dbapi_conn = self.engine.raw_connection()
+            except DBAPIError as exc:
+                raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
+            try:
+                cursor = dbapi_conn.cursor()
+                try:
+                    cursor.execute(sql, args)
+                    values = cursor.fetchone()
+                    names = [d[0] for d in cursor.description] if values is not None else None
+                finally:
+                    cursor.close()
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                dbapi_conn.invalidate(exc)  # the pool must not hand out a broken connection
+                raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
+            finally:
+                dbapi_conn.close()
+        if values is None:
+            return None
+        row = dict(zip(names, values))  # type: ignore[arg-type]
+        for name in json_columns:
+            if isinstance(row[name], (str, bytes)):
+                row[name] = json.loads(row[name])
+        return row
+
+    def _compile_read(self, stmt: Any) -> tuple[str, list[str] | None, list[str]]:
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        order = list(compiled.positiontup) if compiled.positional else None
+        json_columns = [c.name for c in stmt.selected_columns if isinstance(c.type, JSON)]
+        entry = (compiled.string, order, json_columns)
+        self._compiled_reads[id(stmt)] = entry
+        return entry
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -270,6 +322,14 @@ class Catalog:
         migrate.upgrade(self.engine)
 
     # -- artifacts ------------------------------------------------------------------------
+
+    def artifact(self, artifact_id: str) -> Row | None:
+        """The row of ``artifact_id``, read on its own (``fetch_one``)."""
+        return self.fetch_one(_GET_ARTIFACT, {"artifact_id": artifact_id})
+
+    def session(self, sandbox_id: str, session_id: str) -> Row | None:
+        """The row of a session, read on its own (``fetch_one``)."""
+        return self.fetch_one(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
 
     def get_artifact(self, conn: Connection, artifact_id: str, *, for_update: bool = False) -> Row | None:
         """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""

@@ -102,8 +102,7 @@ class CatalogSessions:
 
     def get(self, session_id: str) -> Row | None:
         """The session row, live or expired, or ``None``."""
-        with self.catalog.read() as conn:
-            return self.catalog.get_session(conn, self.sandbox_id, session_id)
+        return self.catalog.session(self.sandbox_id, session_id)
 
     def create(
         self,

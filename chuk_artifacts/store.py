@@ -181,8 +181,7 @@ class ArtifactStore(
 
     def _load(self, artifact_id: str, *, allow_expired: bool = False) -> Row:
         grid.validate_id(artifact_id, "artifact_id")
-        with self.catalog.read() as conn:
-            row = self.catalog.get_artifact(conn, artifact_id)
+        row = self.catalog.artifact(artifact_id)
         if row is None and self.blobs.native_presign:  # an auto-register upload may have arrived
             row = self._register_arrived(artifact_id)
         return self._live(row, artifact_id, allow_expired=allow_expired)
@@ -845,10 +844,9 @@ class ArtifactStore(
         with self.catalog.write() as conn:
             before = self._rows_for_event(conn, event, row_ids)
             claimed = self.catalog.mark_deleting(conn, row_ids, time.time())
-        for row in claimed:
-            self.blobs.delete(row["key"])
-            if row["pending_key"]:
-                self.blobs.delete(row["pending_key"])
+        self.blobs.delete_many(
+            [key for row in claimed for key in (row["key"], row["pending_key"]) if key]
+        )
         with self.catalog.write() as conn:
             self.catalog.delete_artifact_rows(conn, [r["row_id"] for r in claimed])
         if before:
