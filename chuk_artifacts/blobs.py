@@ -147,6 +147,12 @@ class Blobs:
             return False
         return True
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove every object of ``keys``; missing ones are not an error. Backends that can
+        delete many objects in one request override this (S3: ``DeleteObjects``)."""
+        for key in keys:
+            self.delete(key)
+
     # -- native multipart (only when ``native_multipart``) ------------------------------------
 
     def create_multipart(self, key: str, mime: str) -> str:

@@ -40,6 +40,7 @@ MAX_ATTEMPTS = 2
 FS_RETRIES = 2
 
 _BUCKET_MISSING = {"NoSuchBucket"}
+_DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's maximum
 _DENIED = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
     "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "403", "Forbidden",
@@ -359,6 +360,28 @@ class S3Blobs(Blobs):
         with self._errors("delete", key):
             self.fs.call_s3("delete_object", Bucket=self.bucket, Key=key)
         return True
+
+    def delete_many(self, keys: list[str]) -> None:
+        """One ``DeleteObjects`` request per 1,000 keys (S3's limit) instead of a HEAD and a
+        DELETE per key: cleanup of many expired artifacts is bound by round trips. Keys that
+        are already gone count as deleted (S3 answers so); any per-key error is raised."""
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start:start + _DELETE_BATCH]
+            with self._errors("delete", batch[0], missing_ok=False):
+                out = self.fs.call_s3(
+                    "delete_objects",
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+                )
+            errors = out.get("Errors") or []
+            if errors:
+                first = errors[0]
+                error = ProviderError(
+                    f"{self.name} failed to delete {len(errors)} of {len(batch)} objects, first "
+                    f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
+                error.reason = "access_denied" if first.get("Code") in _DENIED else "error"  # type: ignore[attr-defined]
+                raise error
 
     # -- native multipart -----------------------------------------------------------------
 

@@ -907,3 +907,46 @@ def test_default_credential_chain_is_resolved_per_store(
         settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "fresh")
     ) as fresh:
         _works(fresh, http)
+
+
+# -- bulk delete (cleanup) ---------------------------------------------------------------------
+
+
+def test_cleanup_deletes_in_batches_and_leaves_live_objects(make, seaweedfs, weed_bucket, monkeypatch, clock):
+    """Expired artifacts go in ``DeleteObjects`` batches (3 keys each here, 1,000 in production);
+    keys already gone are no error; a live artifact's object stays."""
+    import chuk_artifacts.s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "_DELETE_BATCH", 3)
+    store = make()
+    calls: list[str] = []
+    call_s3 = store.blobs.fs.call_s3
+
+    def spy(method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method)
+        return call_s3(method, *args, **kwargs)
+
+    monkeypatch.setattr(store.blobs.fs, "call_s3", spy)
+    doomed = [store.store(b"x%d" % i, mime="text/plain", ttl=10) for i in range(7)]
+    keep = store.store(b"keep", mime="text/plain", ttl=None)
+    keys = [store.metadata(a)["key"] for a in doomed]
+    seaweedfs.client.delete_object(Bucket=weed_bucket, Key=keys[0])  # already gone
+    calls.clear()
+    clock.advance(11)
+    result = store.cleanup_expired_sessions()
+    assert result.artifacts == 7
+    assert calls.count("delete_objects") == 3 and "delete_object" not in calls
+    left = objects(seaweedfs, weed_bucket, f"grid/{store.sandbox_id}/")
+    assert left == [store.metadata(keep)["key"]]
+    assert store.retrieve(keep) == b"keep"
+
+
+def test_bulk_delete_reports_keys_the_server_refused(s3, monkeypatch):
+    def refuse(method: str, **kwargs: Any) -> Any:
+        assert method == "delete_objects"
+        return {"Errors": [{"Key": "grid/x", "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+    monkeypatch.setattr(s3.blobs.fs, "call_s3", refuse)
+    with pytest.raises(ProviderError, match="failed to delete 1 of 2 objects.*AccessDenied") as info:
+        s3.blobs.delete_many(["grid/x", "grid/y"])
+    assert info.value.reason == "access_denied"
