@@ -40,6 +40,8 @@ _POLL = 0.25  # how often a worker thread waiting for the next upload chunk chec
 #: Bytes of chunks handed across the thread boundary at once by streaming: one thread hop per
 #: 64 KiB chunk costs more than the I/O, one per MiB does not, and memory stays bounded.
 _BRIDGE_BYTES = 1 << 20
+#: Batches a download's reader thread may read ahead of the consumer.
+_BRIDGE_DEPTH = 2
 
 
 def _threaded(name: str) -> Any:
@@ -122,29 +124,61 @@ class AsyncArtifactStore:
             raise
 
     def stream_download(self, request: StreamDownloadRequest) -> AsyncIterator[bytes]:
-        """An async iterator of the artifact's chunks, read in a worker thread about a MiB at a
-        time (``_take``), the next batch read while the caller consumes the current one: bounded
-        memory (two batches), and a thread hop per MiB rather than per chunk."""
+        """An async iterator of the artifact's chunks.
+
+        A reader thread of its own reads them about a MiB at a time (``_take``) and hands each
+        batch to the event loop, at most ``_BRIDGE_DEPTH`` batches ahead of the consumer:
+        memory stays bounded, the read never waits for a thread hand-off, and a slow consumer
+        holds no worker of the default executor. Leaving the loop early (``break``, ``aclose``,
+        cancellation) stops the reader and closes the download.
+        """
         return self._download(request)
 
     async def _download(self, request: StreamDownloadRequest) -> AsyncIterator[bytes]:
         chunks = await asyncio.to_thread(self._sync.stream_download, request)
-        pending: asyncio.Future[tuple[list[bytes], Exception | None]] | None = None
+        loop = asyncio.get_running_loop()
+        batches: asyncio.Queue[tuple[list[bytes], Exception | None]] = asyncio.Queue()
+        slots = threading.Semaphore(_BRIDGE_DEPTH)
+        stop = threading.Event()
+        finished = loop.create_future()
+
+        def hand_over(callback: Any, *args: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        def read() -> None:
+            try:
+                while True:
+                    slots.acquire()
+                    if stop.is_set():
+                        return
+                    batch, error = _take(chunks, _BRIDGE_BYTES)
+                    hand_over(batches.put_nowait, (batch, error))
+                    if not batch or error is not None:
+                        return
+            finally:
+                try:
+                    chunks.close()
+                finally:
+                    hand_over(lambda: finished.done() or finished.set_result(None))
+
+        threading.Thread(target=read, name="chuk-artifacts-download", daemon=True).start()
         try:
-            pending = asyncio.ensure_future(asyncio.to_thread(_take, chunks, _BRIDGE_BYTES))
-            while pending is not None:
-                batch, error = await asyncio.shield(pending)  # a cancelled caller leaves it running
-                pending = None
-                if batch and error is None:
-                    pending = asyncio.ensure_future(asyncio.to_thread(_take, chunks, _BRIDGE_BYTES))
+            while True:
+                batch, error = await batches.get()
+                slots.release()
                 for chunk in batch:
                     yield chunk
                 if error is not None:
                     raise error
+                if not batch:
+                    return
         finally:
-            if pending is not None:  # the read in flight must end before the generator is closed
-                await asyncio.wait([pending])
-            await asyncio.to_thread(chunks.close)
+            stop.set()
+            slots.release()  # a reader waiting for room wakes up, sees ``stop`` and ends
+            await asyncio.wait([finished])  # the download is closed before the iterator is
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._sync.close)

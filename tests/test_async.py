@@ -282,3 +282,108 @@ def test_async_as_admin_works_in_strict_mode(make_store, backend):
         assert await st.as_user("bob").retrieve(aid) == b"x"
 
     run(main())
+
+
+# -- the download bridge ---------------------------------------------------------------------
+
+
+class _CountingDownload:
+    """Stands in for the sync store's download: endless 64 KiB chunks, counted, closable."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.produced = 0
+        self.closed = threading.Event()
+        self.fail_after = fail_after
+
+    def __call__(self, request):
+        return self._chunks()
+
+    def _chunks(self):
+        try:
+            while True:
+                if self.fail_after is not None and self.produced >= self.fail_after:
+                    raise ArtifactStoreError("backend read failed")
+                self.produced += self.CHUNK
+                yield bytes([self.produced // self.CHUNK % 256]) * self.CHUNK
+        finally:
+            self.closed.set()
+
+
+def test_async_download_of_many_batches_returns_every_byte_in_order(astore):
+    data = bytes(range(256)) * (5 * 4096 + 7)  # ~5 MiB: several bridge batches, a ragged end
+    aid = astore.sync.store(data, mime="application/octet-stream")
+
+    async def main():
+        from chuk_artifacts import StreamDownloadRequest
+
+        return b"".join([c async for c in astore.stream_download(StreamDownloadRequest(aid))])
+
+    assert run(main()) == data
+
+
+def test_async_download_reads_a_bounded_amount_ahead_of_a_slow_consumer(astore, monkeypatch):
+    source = _CountingDownload()
+    monkeypatch.setattr(astore.sync, "stream_download", source)
+
+    async def main():
+        from chuk_artifacts import StreamDownloadRequest
+
+        stream = astore.stream_download(StreamDownloadRequest("any"))
+        first = await stream.__anext__()
+        await asyncio.sleep(0.3)  # the reader runs ahead as far as it may, then waits
+        ahead = source.produced
+        await stream.aclose()
+        return first, ahead
+
+    first, ahead = run(main())
+    assert len(first) == _CountingDownload.CHUNK
+    limit = (chuk_artifacts.aio._BRIDGE_DEPTH + 1) * chuk_artifacts.aio._BRIDGE_BYTES
+    assert chuk_artifacts.aio._BRIDGE_BYTES <= ahead <= limit
+    assert source.closed.is_set()  # closed before aclose() returned
+
+
+def test_async_download_error_arrives_after_the_chunks_read_before_it(astore, monkeypatch):
+    source = _CountingDownload(fail_after=3 * 1024 * 1024 + 5 * _CountingDownload.CHUNK)
+    monkeypatch.setattr(astore.sync, "stream_download", source)
+
+    async def main():
+        from chuk_artifacts import StreamDownloadRequest
+
+        got = 0
+        with pytest.raises(ArtifactStoreError, match="backend read failed"):
+            async for chunk in astore.stream_download(StreamDownloadRequest("any")):
+                got += len(chunk)
+        return got
+
+    assert run(main()) == source.fail_after
+    assert source.closed.is_set()
+
+
+def test_cancelled_async_download_stops_its_reader(astore, monkeypatch):
+    source = _CountingDownload()
+    monkeypatch.setattr(astore.sync, "stream_download", source)
+
+    async def main():
+        from chuk_artifacts import StreamDownloadRequest
+
+        started = asyncio.Event()
+
+        async def consume():
+            async for _ in astore.stream_download(StreamDownloadRequest("any")):
+                started.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return [t for t in threading.enumerate() if t.name == "chuk-artifacts-download"]
+
+    readers = run(main())
+    assert source.closed.is_set()  # closed before the cancelled task finished
+    for reader in readers:
+        reader.join(timeout=5)
+        assert not reader.is_alive()
