@@ -61,6 +61,26 @@ _INSERT_META = insert(artifact_meta)
 _GET_SESSION = select(sessions).where(
     sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")
 )
+_INSERT_INTENT = insert(blob_intents)
+_CLAIM_INTENTS = delete(blob_intents).where(blob_intents.c.key.in_(bindparam("keys", expanding=True)))
+
+
+def _usage_update(limit_bytes: bool, limit_count: bool) -> Any:
+    u = quota_usage.c
+    stmt = (
+        update(quota_usage)
+        .where(u.sandbox_id == bindparam("u_sandbox"), u.owner_id == bindparam("u_owner"))
+        .values(bytes=u.bytes + bindparam("u_bytes"), count=u.count + bindparam("u_count"))
+    )
+    if limit_bytes:
+        stmt = stmt.where(u.bytes + bindparam("u_bytes") <= bindparam("u_max_bytes"))
+    if limit_count:
+        stmt = stmt.where(u.count + bindparam("u_count") <= bindparam("u_max_count"))
+    return stmt
+
+
+#: The usage UPDATE with and without each limit: (limit bytes?, limit count?) → statement.
+_ADD_USAGE = {(b, c): _usage_update(b, c) for b in (False, True) for c in (False, True)}
 
 
 def meta_index_value(value: Any) -> str:
@@ -789,16 +809,14 @@ class Catalog:
     # left behind is listed here (or, for update_file, in artifacts.pending_key) for cleanup.
 
     def add_intents(self, conn: Connection, sandbox_id: str, keys: Sequence[str], now: float) -> None:
-        conn.execute(
-            insert(blob_intents), [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys]
-        )
+        conn.execute(_INSERT_INTENT, [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys])
 
     def claim_intents(self, conn: Connection, keys: Sequence[str]) -> int:
         """Remove intents; how many were still there (a writer that finds fewer than it made
         was given up by cleanup and must not commit)."""
         if not keys:
             return 0
-        return conn.execute(delete(blob_intents).where(blob_intents.c.key.in_(list(keys)))).rowcount
+        return conn.execute(_CLAIM_INTENTS, {"keys": list(keys)}).rowcount
 
     def stale_intents(self, conn: Connection, sandbox_id: str, before: float, limit: int) -> list[str]:
         stmt = (
@@ -867,17 +885,12 @@ class Catalog:
         self, conn: Connection, sandbox_id: str, owner: str, nbytes: int, count: int,
         max_bytes: int | None, max_count: int | None,
     ) -> bool:
-        u = quota_usage.c
-        stmt = (
-            update(quota_usage)
-            .where(u.sandbox_id == sandbox_id, u.owner_id == owner)
-            .values(bytes=u.bytes + nbytes, count=u.count + count)
-        )
-        if max_bytes is not None:
-            stmt = stmt.where(u.bytes + nbytes <= max_bytes)
-        if max_count is not None:
-            stmt = stmt.where(u.count + count <= max_count)
-        if conn.execute(stmt).rowcount == 1:
+        stmt = _ADD_USAGE[(max_bytes is not None, max_count is not None)]
+        params = {
+            "u_sandbox": sandbox_id, "u_owner": owner, "u_bytes": nbytes, "u_count": count,
+            "u_max_bytes": max_bytes, "u_max_count": max_count,
+        }
+        if conn.execute(stmt, params).rowcount == 1:
             return True
         # No row changed: either a limit refused, or the owner has no usage row yet (or had none
         # when the UPDATE's snapshot was taken: a concurrent first write may have made it since).
@@ -885,7 +898,7 @@ class Catalog:
         # ask again; a limit that refused the first time refuses again.
         values = {"sandbox_id": sandbox_id, "owner_id": owner, "bytes": 0, "count": 0}
         conn.execute(self._insert_ignore(quota_usage, ["sandbox_id", "owner_id"]).values(values))
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt, params).rowcount == 1
 
     def usage(self, conn: Connection, sandbox_id: str, owner_id: str) -> tuple[int, int]:
         """``(bytes, count)`` of an owner's rows (``""``: the whole sandbox)."""
