@@ -129,8 +129,10 @@ class AsyncArtifactStore:
         A reader thread of its own reads them about a MiB at a time (``_take``) and hands each
         batch to the event loop, at most ``_BRIDGE_DEPTH`` batches ahead of the consumer:
         memory stays bounded, the read never waits for a thread hand-off, and a slow consumer
-        holds no worker of the default executor. Leaving the loop early (``break``, ``aclose``,
-        cancellation) stops the reader and closes the download.
+        holds no worker of the default executor. Closing the iterator early (``aclose()``, or
+        ``async with contextlib.aclosing(...)`` around the loop, which also covers ``break``
+        and cancellation) stops the reader and closes the download before it returns; an
+        iterator merely abandoned is closed when the event loop finalizes it.
         """
         return self._download(request)
 

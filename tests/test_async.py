@@ -361,9 +361,16 @@ def test_async_download_error_arrives_after_the_chunks_read_before_it(astore, mo
     assert source.closed.is_set()
 
 
-def test_cancelled_async_download_stops_its_reader(astore, monkeypatch):
+@pytest.mark.parametrize("closing", [True, False], ids=["aclosing", "abandoned"])
+def test_cancelled_async_download_stops_its_reader(astore, monkeypatch, closing):
+    """Cancelled mid-download: with ``contextlib.aclosing`` the download is closed before the
+    task ends; abandoned without it, the loop finalizes the generator and the reader still
+    ends and closes the download."""
+    import contextlib
+
     source = _CountingDownload()
     monkeypatch.setattr(astore.sync, "stream_download", source)
+    closed_when_task_ended: list[bool] = []
 
     async def main():
         from chuk_artifacts import StreamDownloadRequest
@@ -371,19 +378,25 @@ def test_cancelled_async_download_stops_its_reader(astore, monkeypatch):
         started = asyncio.Event()
 
         async def consume():
-            async for _ in astore.stream_download(StreamDownloadRequest("any")):
-                started.set()
-                await asyncio.sleep(10)
+            stream = astore.stream_download(StreamDownloadRequest("any"))
+            guard = contextlib.aclosing(stream) if closing else contextlib.nullcontext(stream)
+            async with guard as chunks:
+                async for _ in chunks:
+                    started.set()
+                    await asyncio.sleep(10)
 
         task = asyncio.create_task(consume())
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        closed_when_task_ended.append(source.closed.is_set())
         return [t for t in threading.enumerate() if t.name == "chuk-artifacts-download"]
 
     readers = run(main())
-    assert source.closed.is_set()  # closed before the cancelled task finished
+    if closing:
+        assert closed_when_task_ended == [True]
     for reader in readers:
         reader.join(timeout=5)
         assert not reader.is_alive()
+    assert source.closed.is_set()

@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +40,11 @@ POINTS = [
 RANDOM_ROUNDS = 8
 
 
+#: How many words follow each journal word (crash_worker.py's ``say`` calls).
+_ARGS = {"storing": 1, "stored": 2, "updating": 2, "updated": 2, "copying": 1, "copied": 2,
+         "deleting": 1, "deleted": 1, "expiring": 1}
+
+
 class Journal:
     """What the workers said they did, and so which outcomes each artifact may show."""
 
@@ -51,6 +57,7 @@ class Journal:
         in_flight: list[str] | None = None
         for line in lines:
             word, *args = line.split()
+            assert len(args) == _ARGS.get(word, len(args)), f"malformed journal line {line!r}"
             if word == "storing":
                 self.unannounced.add(args[0])
             elif word == "stored":
@@ -82,17 +89,29 @@ class Journal:
 
 
 def run_worker(root: Path, mode: str, arg: str, *, kill_after: float | None = None) -> list[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(root), mode, arg],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=str(WORKER.parent),
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
-    if kill_after is not None:
-        time.sleep(kill_after)
-        proc.kill()
-    out, err = proc.communicate(timeout=60)
+    # stderr goes to a file, and stdout is read through one file object only: communicate()
+    # after readline() would read the pipe past what readline() had already buffered, and lose
+    # or cut journal lines.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(root), mode, arg],
+            stdout=subprocess.PIPE, stderr=errors, text=True, cwd=str(WORKER.parent),
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            first = proc.stdout.readline()
+            if first.strip() != "ready":
+                proc.kill()
+                proc.wait(timeout=60)
+                errors.seek(0)
+                pytest.fail(f"worker did not start: {first!r}\n{errors.read()}")
+            if kill_after is not None:
+                time.sleep(kill_after)
+                proc.kill()
+            out = proc.stdout.read()  # to EOF: the worker is dead or kills itself
+        proc.wait(timeout=60)
+        errors.seek(0)
+        err = errors.read()
     assert proc.returncode == -signal.SIGKILL, f"worker was not killed ({proc.returncode}):\n{out}\n{err}"
     assert "survived" not in out, f"the crash point was never reached:\n{out}"
     return out.splitlines()

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import pytest
-from sqlalchemy import event
 
 from chuk_artifacts import ArtifactStore
 from chuk_artifacts.config import Settings
@@ -143,17 +142,18 @@ REQUESTS: dict[str, Op] = {
 
 @contextmanager
 def captured_sql(store: ArtifactStore) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement the catalog's SQLite connection runs, whichever way it was sent
+    (SQLAlchemy or the driver-level reads of the request path), as SQLite expands it: with the
+    bound values inlined, so it is planned with no parameters."""
+    assert store.catalog.in_memory, "one shared connection: tracing it sees every statement"
     statements: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        if not executemany:
-            statements.append((statement, parameters))
-
-    event.listen(store.catalog.engine, "before_cursor_execute", record)
+    with store.catalog.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+    raw.set_trace_callback(lambda sql: statements.append((sql, ())))
     try:
         yield statements
     finally:
-        event.remove(store.catalog.engine, "before_cursor_execute", record)
+        raw.set_trace_callback(None)
 
 
 _PLANNED = re.compile(r"^\s*(SELECT|UPDATE|DELETE)\b", re.IGNORECASE)
@@ -340,3 +340,12 @@ def test_a_callers_prefix_search_does_not_grow_with_other_users_matches():
         store.close()
     for name in searches:
         assert large[name] <= small[name] * 1.5 + 200, f"{name}: {small[name]} VM steps grew to {large[name]}"
+
+
+def test_the_capture_sees_the_driver_level_reads(catalog_store):
+    """retrieve reads the session and the artifact outside SQLAlchemy: they are planned too."""
+    store, ctx = catalog_store
+    with captured_sql(store) as statements:
+        REQUESTS["retrieve_as_session"](store, ctx)
+    planned = " ".join(query_plans(store, statements))
+    assert "FROM artifacts" in planned and "FROM sessions" in planned
