@@ -65,6 +65,8 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("aws_region", "AWS_REGION", str),
     ("s3_endpoint_url", "S3_ENDPOINT_URL", str),
     ("s3_sse_algorithm", "S3_SSE_ALGORITHM", str),
+    ("s3_connect_timeout", "S3_CONNECT_TIMEOUT", float),
+    ("s3_read_timeout", "S3_READ_TIMEOUT", float),
     ("ibm_cos_access_key", "IBM_COS_ACCESS_KEY", str),
     ("ibm_cos_secret_key", "IBM_COS_SECRET_KEY", str),
     ("ibm_cos_endpoint", "IBM_COS_ENDPOINT", str),
@@ -149,6 +151,10 @@ class Settings:
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
     s3_sse_algorithm: str | None = None
+    #: Seconds to wait for S3 to accept a connection, and for each answer once connected.
+    #: Requests are retried, so a dead or silent endpoint fails after a few times these.
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 60.0
     ibm_cos_access_key: str | None = None
     ibm_cos_secret_key: str | None = None
     ibm_cos_endpoint: str | None = None
@@ -184,6 +190,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidArgumentError(f"{name} must be a non-negative integer or None")
+        for name in ("s3_connect_timeout", "s3_read_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise InvalidArgumentError(f"{name} must be more than 0 and at most 3600 seconds")
         session = self.session_provider.strip().lower()
         return replace(
             self,

@@ -76,10 +76,19 @@ def _session(kind: str) -> Any:
         else:
             session.register_component("data_loader", loader)
     if kind == "aio":
+        # aiohttp waits for an "Expect: 100-continue" answer with no timeout at all, so an
+        # endpoint that accepts the connection and never answers would hang every write for
+        # ever (botocore adds the header to every upload from a file object). Send without it:
+        # the read timeout then bounds the wait for the response, as it does for reads.
+        session.register("before-send.s3", _no_expect_continue)
         return session
     import boto3
 
     return boto3.session.Session(botocore_session=session)
+
+
+def _no_expect_continue(request: Any, **_: Any) -> None:
+    request.headers.pop("Expect", None)  # not a signed header: the signature stays valid
 
 
 def _client_error(exc: BaseException) -> Any:
@@ -151,6 +160,8 @@ class S3Blobs(Blobs):
         endpoint_url: str | None = None,
         sse: str | None = None,
         block_size: int = BLOCK_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         try:
             import s3fs
@@ -171,8 +182,8 @@ class S3Blobs(Blobs):
         self._presign_lock = threading.Lock()  # one presigning client, even under concurrent use
         config: dict[str, Any] = {
             "signature_version": "s3v4",
-            "connect_timeout": CONNECT_TIMEOUT,
-            "read_timeout": READ_TIMEOUT,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
             "retries": {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             # S3-compatible services (IBM COS, SeaweedFS, MinIO) reject the newer default checksums.
             "request_checksum_calculation": "when_required",
@@ -212,6 +223,7 @@ class S3Blobs(Blobs):
         return cls(
             settings.bucket, provider=provider, key=key, secret=secret, region=settings.aws_region,
             endpoint_url=endpoint, sse=settings.s3_sse_algorithm,
+            connect_timeout=settings.s3_connect_timeout, read_timeout=settings.s3_read_timeout,
         )
 
     # -- errors ---------------------------------------------------------------------------

@@ -745,6 +745,57 @@ def test_failures_are_quick_clear_provider_errors(make, seaweedfs, case):
     assert report["catalog"]["status"] == "ok"
 
 
+def _outcome_within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()``'s result or exception, run in a daemon thread: a call that hangs fails the
+    test after ``seconds`` instead of hanging the run."""
+    import threading
+
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s"
+    return box[0]
+
+
+def test_an_endpoint_that_never_answers_fails_within_the_configured_timeout(
+    make, seaweedfs, monkeypatch
+):
+    """A server that accepts connections and never answers (a hung proxy, a black-holed
+    port): the configured read timeout bounds every call, however many retries there are."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts the connections; nobody ever reads or answers
+    try:
+        monkeypatch.setenv("S3_READ_TIMEOUT", "0.5")
+        assert Settings.from_env().s3_read_timeout == 0.5
+        store = make(s3_endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}", s3_read_timeout=0.5)
+        error = _outcome_within(QUICK, lambda: store.store(b"x", mime="text/plain"))
+        assert isinstance(error, ProviderError) and error.reason == "endpoint_unreachable", repr(error)
+        # An upload from a file object, for which botocore asks for "100-continue".
+        upload = StreamUploadRequest(data_stream=[b"y" * 1000], mime="text/plain")
+        assert isinstance(_outcome_within(QUICK, lambda: store.stream_upload(upload)), ProviderError)
+        report = _outcome_within(QUICK, store.validate_configuration)
+        assert report["storage"]["reason"] == "endpoint_unreachable", report
+        assert store.search() == []
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "4000"])
+def test_s3_timeouts_are_validated(monkeypatch, value):
+    monkeypatch.setenv("S3_CONNECT_TIMEOUT", value)
+    with pytest.raises(InvalidArgumentError, match="s3_connect_timeout"):
+        Settings.from_env()
+
+
 def test_no_credentials_anywhere_is_a_clear_provider_error(
     seaweedfs, weed_bucket, tmp_path, no_aws_profile
 ):
