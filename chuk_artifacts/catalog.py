@@ -247,8 +247,17 @@ class Catalog:
         The statement is compiled once per catalog; JSON columns are decoded here, as the
         driver hands SQLite's back as text.
         """
-        sql, order, json_columns = self._compiled_reads.get(id(stmt)) or self._compile_read(stmt)
-        args: Any = tuple(params[name] for name in order) if order is not None else params
+        return self.fetch_each([(stmt, params)])[0]
+
+    def fetch_each(self, queries: Sequence[tuple[Any, dict[str, Any]]]) -> list[Row | None]:
+        """``fetch_one`` of each query, in order, on one pooled connection (one checkout for
+        all: each statement is still its own snapshot)."""
+        prepared = []
+        for stmt, params in queries:
+            sql, order, json_columns = self._compiled_reads.get(id(stmt)) or self._compile_read(stmt)
+            args: Any = tuple(params[name] for name in order) if order is not None else params
+            prepared.append((sql, args, json_columns))
+        results: list[tuple[Any, list[str] | None, list[str]]] = []
         with self._lock:
             try:
                 dbapi_conn = self.engine.raw_connection()
@@ -257,9 +266,11 @@ class Catalog:
             try:
                 cursor = dbapi_conn.cursor()
                 try:
-                    cursor.execute(sql, args)
-                    values = cursor.fetchone()
-                    names = [d[0] for d in cursor.description] if values is not None else None
+                    for sql, args, json_columns in prepared:
+                        cursor.execute(sql, args)
+                        values = cursor.fetchone()
+                        names = [d[0] for d in cursor.description] if values is not None else None
+                        results.append((values, names, json_columns))
                 finally:
                     cursor.close()
             except self.engine.dialect.loaded_dbapi.Error as exc:
@@ -267,13 +278,18 @@ class Catalog:
                 raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
             finally:
                 dbapi_conn.close()
-        if values is None:
-            return None
-        row = dict(zip(names, values))  # type: ignore[arg-type]
-        for name in json_columns:
-            if isinstance(row[name], (str, bytes)):
-                row[name] = json.loads(row[name])
-        return row
+        rows: list[Row | None] = []
+        for values, names, json_columns in results:
+            if values is None:
+                rows.append(None)
+                continue
+            row = dict(zip(names, values))  # type: ignore[arg-type]
+            for name in json_columns:
+                value = row[name]
+                if isinstance(value, (str, bytes)):
+                    row[name] = {} if value == "{}" else json.loads(value)  # most meta is empty
+            rows.append(row)
+        return rows
 
     def _compile_read(self, stmt: Any) -> tuple[str, list[str] | None, list[str]]:
         compiled = stmt.compile(dialect=self.engine.dialect)
@@ -350,6 +366,16 @@ class Catalog:
     def session(self, sandbox_id: str, session_id: str) -> Row | None:
         """The row of a session, read on its own (``fetch_one``)."""
         return self.fetch_one(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
+
+    def session_and_artifact(
+        self, sandbox_id: str, session_id: str, artifact_id: str
+    ) -> tuple[Row | None, Row | None]:
+        """The rows of a session and an artifact, read with one checkout (``fetch_each``)."""
+        session, artifact = self.fetch_each([
+            (_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id}),
+            (_GET_ARTIFACT, {"artifact_id": artifact_id}),
+        ])
+        return session, artifact
 
     def get_artifact(self, conn: Connection, artifact_id: str, *, for_update: bool = False) -> Row | None:
         """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""

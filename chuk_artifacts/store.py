@@ -35,7 +35,7 @@ from .presign import PresignMixin
 from .events import EventsMixin
 from .listing import ListingMixin
 from .maintenance import MaintenanceMixin
-from .sessions import SessionMethodsMixin, SessionProvider
+from .sessions import CatalogSessions, SessionMethodsMixin, SessionProvider
 from .streaming import StreamingMixin
 from .uploads import UploadsMixin
 from .writes import WritesMixin, staging_key
@@ -48,6 +48,8 @@ __all__ = ["ArtifactStore"]
 MAX_TTL = 100 * 365 * 86400
 
 #: Set while an explicit admin view runs a call, so strict mode lets it through.
+#: "Not read yet" for rows a caller may hand down (``None`` is a row that does not exist).
+_UNREAD: Any = object()
 _admin_call: contextvars.ContextVar[bool] = contextvars.ContextVar("chuk_admin_call", default=False)
 
 
@@ -143,6 +145,11 @@ class ArtifactStore(
             raise
         self._closed = False
         self._anonymous_session_id: str | None = None
+        #: The built-in provider keeps sessions in this catalog: ``_accessible`` may then read the
+        #: session and the artifact together (a subclass may change ``get``, so not for those).
+        self._sessions_in_catalog = (
+            type(self.sessions) is CatalogSessions and self.sessions.catalog is self.catalog
+        )
 
     # -- identity and policy --------------------------------------------------------------
 
@@ -158,8 +165,11 @@ class ArtifactStore(
     def bucket(self) -> str:
         return self.settings.bucket
 
-    def _caller(self, user_id: str | None, session_id: str | None) -> Caller:
-        """Validate the identity a call names; resolve a session's owner as its user."""
+    def _caller(
+        self, user_id: str | None, session_id: str | None, *, session_row: Any = _UNREAD
+    ) -> Caller:
+        """Validate the identity a call names; resolve a session's owner as its user.
+        ``session_row``: the session's row when the caller has read it already."""
         if self._closed:
             raise ArtifactStoreError("the store is closed")
         if user_id is not None:
@@ -167,7 +177,7 @@ class ArtifactStore(
         row = None
         if session_id is not None:
             grid.validate_id(session_id, "session_id")
-            row = self.sessions.get(session_id)
+            row = self.sessions.get(session_id) if session_row is _UNREAD else session_row
             if row is not None and row["user_id"] is not None:
                 if user_id is not None and row["user_id"] != user_id:
                     raise AccessDeniedError(f"session {session_id!r} belongs to another user")
@@ -179,9 +189,11 @@ class ArtifactStore(
             )
         return Caller(user_id, session_id, session=row)
 
-    def _load(self, artifact_id: str, *, allow_expired: bool = False) -> Row:
+    def _load(self, artifact_id: str, *, allow_expired: bool = False, row: Any = _UNREAD) -> Row:
+        """The live row of ``artifact_id`` (``row``: as the caller has read it already)."""
         grid.validate_id(artifact_id, "artifact_id")
-        row = self.catalog.artifact(artifact_id)
+        if row is _UNREAD:
+            row = self.catalog.artifact(artifact_id)
         if row is None and self.blobs.native_presign:  # an auto-register upload may have arrived
             row = self._register_arrived(artifact_id)
         return self._live(row, artifact_id, allow_expired=allow_expired)
@@ -211,8 +223,16 @@ class ArtifactStore(
     def _accessible(
         self, artifact_id: str, user_id: str | None, session_id: str | None, *, write: bool = False
     ) -> Row:
-        caller = self._caller(user_id, session_id)
-        row = self._load(artifact_id)
+        session_row = artifact_row = _UNREAD
+        if session_id is not None and not self._closed and self._sessions_in_catalog:
+            # The usual request of a server (an artifact, as a session): both rows in one round.
+            grid.validate_id(session_id, "session_id")
+            grid.validate_id(artifact_id, "artifact_id")
+            session_row, artifact_row = self.catalog.session_and_artifact(
+                self.sandbox_id, session_id, artifact_id
+            )
+        caller = self._caller(user_id, session_id, session_row=session_row)
+        row = self._load(artifact_id, row=artifact_row)
         self._require(row, caller, write=write)
         return row
 
