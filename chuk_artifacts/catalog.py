@@ -142,8 +142,9 @@ class Catalog:
             threading.RLock() if self.in_memory else contextlib.nullcontext()
         )
         self.engine = self._create_engine(prepare_connection)
-        #: ``id(statement)`` → (SQL, positional parameter names, JSON columns), for ``fetch_one``;
-        #: only the module-level statements below are passed there, so the ids stay valid.
+        #: ``id(statement)`` → (SQL, positional parameter names, JSON columns), for ``fetch_each``;
+        #: only module-level statements (``_GET_ARTIFACT``, ``_GET_SESSION``) are passed there,
+        #: so the ids stay valid for the life of the process.
         self._compiled_reads: dict[int, tuple[str, list[str] | None, list[str]]] = {}
         self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
         try:

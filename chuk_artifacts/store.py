@@ -47,9 +47,9 @@ __all__ = ["ArtifactStore"]
 
 MAX_TTL = 100 * 365 * 86400
 
-#: Set while an explicit admin view runs a call, so strict mode lets it through.
 #: "Not read yet" for rows a caller may hand down (``None`` is a row that does not exist).
 _UNREAD: Any = object()
+#: Set while an explicit admin view runs a call, so strict mode lets it through.
 _admin_call: contextvars.ContextVar[bool] = contextvars.ContextVar("chuk_admin_call", default=False)
 
 
