@@ -1,5 +1,6 @@
-"""Sessions: the session provider interface (``SessionProvider``), the catalog-backed provider
-(rows in the ``sessions`` table) and the store's session methods.
+"""Sessions: the session provider interface (``SessionProvider``), the rules every provider
+shares (``SessionRules``), the catalog-backed provider (rows in the ``sessions`` table) and the
+store's session methods.
 
 A user's live session is reused (``store(user_id=…)`` never mints a session per call). Sessions
 slide: using one extends its expiry once less than half of its lifetime is left, so an active
@@ -20,7 +21,7 @@ from .errors import AccessDeniedError, ArtifactNotFoundError, InvalidArgumentErr
 from .grid import validate_id, validate_meta
 from .models import iso
 
-__all__ = ["SessionProvider", "CatalogSessions", "SessionMethodsMixin", "new_session_id"]
+__all__ = ["SessionProvider", "SessionRules", "CatalogSessions", "SessionMethodsMixin", "new_session_id"]
 
 
 def new_session_id(user_id: str | None) -> str:
@@ -90,10 +91,67 @@ class SessionProvider(Protocol):
         """Release connections; the store calls it once, from ``close()``."""
 
 
-class CatalogSessions:
+class SessionRules:
+    """The session rules every provider shares, written once in terms of its own ``get``,
+    ``create`` and ``update``: a new row's fields, ``ensure``, the sliding expiry (``touch``)
+    and ``live``. A provider subclasses it and sets ``sandbox_id`` and ``ttl`` (seconds).
+
+    ``_create_conflicts``: what ``create`` raises when another caller created the session
+    first (``ensure`` then reads that one instead).
+    """
+
+    sandbox_id: str
+    ttl: float
+    _create_conflicts: tuple[type[BaseException], ...] = (SessionError,)
+
+    def ensure(self, session_id: str, user_id: str | None) -> Row:
+        """Make ``session_id`` usable: create it if unknown or expired, extend it when used."""
+        now = time.time()
+        row = self.get(session_id)
+        if row is None or row["expires_at"] <= now:
+            try:
+                return self.create(user_id, session_id=session_id)
+            except self._create_conflicts:
+                row = self.get(session_id)  # created concurrently by someone else
+                if row is None:
+                    raise SessionError(f"could not create session {session_id!r}") from None
+        return self.touch(row, now)
+
+    def _new_row(
+        self, session_id: str, user_id: str | None, now: float, ttl: float, meta: dict[str, Any] | None
+    ) -> Row:
+        return {
+            "sandbox_id": self.sandbox_id,
+            "session_id": session_id,
+            "user_id": user_id,
+            "created_at": now,
+            "last_accessed_at": now,
+            "expires_at": now + ttl,
+            "ttl": ttl,
+            "meta": meta or {},
+        }
+
+    def touch(self, row: Row, now: float) -> Row:
+        """Slide the session's expiry by its own lifetime once less than half of it is left."""
+        if row["expires_at"] - now < row["ttl"] / 2:
+            expires_at = now + row["ttl"]
+            self.update(row["session_id"], {"expires_at": expires_at, "last_accessed_at": now})
+            row = {**row, "expires_at": expires_at, "last_accessed_at": now}
+        return row
+
+    def live(self, session_id: str) -> Row:
+        """The live session or ``ArtifactNotFoundError``."""
+        row = self.get(session_id)
+        if row is None or row["expires_at"] <= time.time():
+            raise ArtifactNotFoundError(f"session {session_id!r} not found or expired")
+        return row
+
+
+class CatalogSessions(SessionRules):
     """Sessions of one sandbox, kept in the catalog (the built-in ``catalog`` provider)."""
 
     name = "catalog"
+    _create_conflicts = (SessionError, IntegrityError)  # two inserts of one new session id
 
     def __init__(self, catalog: Catalog, sandbox_id: str, ttl_seconds: float) -> None:
         self.catalog = catalog
@@ -140,54 +198,6 @@ class CatalogSessions:
                     self.catalog.insert_session(conn, row)
                     return {**row, "created": True}
         return self.touch(row, now)
-
-    def ensure(self, session_id: str, user_id: str | None) -> Row:
-        """Make ``session_id`` usable: create it if unknown or expired, extend it when used."""
-        now = time.time()
-        row = self.get(session_id)
-        if row is None or row["expires_at"] <= now:
-            try:
-                return self.create(user_id, session_id=session_id)
-            except (SessionError, IntegrityError):
-                row = self.get(session_id)  # created concurrently by someone else
-                if row is None:
-                    raise SessionError(f"could not create session {session_id!r}") from None
-        return self.touch(row, now)
-
-    def _new_row(
-        self, session_id: str, user_id: str | None, now: float, ttl: float, meta: dict[str, Any] | None
-    ) -> Row:
-        return {
-            "sandbox_id": self.sandbox_id,
-            "session_id": session_id,
-            "user_id": user_id,
-            "created_at": now,
-            "last_accessed_at": now,
-            "expires_at": now + ttl,
-            "ttl": ttl,
-            "meta": meta or {},
-        }
-
-    def touch(self, row: Row, now: float) -> Row:
-        """Slide the session's expiry by its own lifetime once less than half of it is left."""
-        if row["expires_at"] - now < row["ttl"] / 2:
-            expires_at = now + row["ttl"]
-            with self.catalog.write() as conn:
-                self.catalog.update_session(
-                    conn,
-                    self.sandbox_id,
-                    row["session_id"],
-                    {"expires_at": expires_at, "last_accessed_at": now},
-                )
-            row = {**row, "expires_at": expires_at, "last_accessed_at": now}
-        return row
-
-    def live(self, session_id: str) -> Row:
-        """The live session or ``ArtifactNotFoundError``."""
-        row = self.get(session_id)
-        if row is None or row["expires_at"] <= time.time():
-            raise ArtifactNotFoundError(f"session {session_id!r} not found or expired")
-        return row
 
     def update(self, session_id: str, values: Row) -> bool:
         with self.catalog.write() as conn:

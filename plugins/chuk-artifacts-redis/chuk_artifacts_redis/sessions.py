@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from chuk_artifacts.errors import ArtifactNotFoundError, ProviderError, SessionError
+from chuk_artifacts.errors import ProviderError, SessionError
 from chuk_artifacts.grid import validate_id
-from chuk_artifacts.sessions import new_session_id
+from chuk_artifacts.sessions import SessionRules, new_session_id
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_URL", "RedisSessions"]
 
@@ -122,7 +122,7 @@ def _redis_errors(url: str) -> Iterator[None]:
         raise ProviderError(f"redis session provider at {url}: {type(exc).__name__}: {exc}") from exc
 
 
-class RedisSessions:
+class RedisSessions(SessionRules):
     """Sessions of one sandbox in Redis (satisfies ``chuk_artifacts.sessions.SessionProvider``)."""
 
     name = "redis"
@@ -186,20 +186,6 @@ class RedisSessions:
             fields += ["user_id", row["user_id"]]
         return fields
 
-    def _new_row(
-        self, session_id: str, user_id: str | None, now: float, ttl: float, meta: dict[str, Any] | None
-    ) -> Row:
-        return {
-            "sandbox_id": self.sandbox_id,
-            "session_id": session_id,
-            "user_id": user_id,
-            "created_at": now,
-            "last_accessed_at": now,
-            "expires_at": now + ttl,
-            "ttl": ttl,
-            "meta": meta or {},
-        }
-
     @staticmethod
     def _row(data: dict[str, str]) -> Row:
         return {
@@ -250,31 +236,6 @@ class RedisSessions:
         if existing is None:  # deleted between the script and this read: ask again
             return self.for_user(user_id)
         return self.touch(existing, now)
-
-    def ensure(self, session_id: str, user_id: str | None) -> Row:
-        now = time.time()
-        row = self.get(session_id)
-        if row is None or row["expires_at"] <= now:
-            try:
-                return self.create(user_id, session_id=session_id)
-            except SessionError:
-                row = self.get(session_id)  # created concurrently by someone else
-                if row is None:
-                    raise SessionError(f"could not create session {session_id!r}") from None
-        return self.touch(row, now)
-
-    def touch(self, row: Row, now: float) -> Row:
-        if row["expires_at"] - now < row["ttl"] / 2:
-            expires_at = now + row["ttl"]
-            self.update(row["session_id"], {"expires_at": expires_at, "last_accessed_at": now})
-            row = {**row, "expires_at": expires_at, "last_accessed_at": now}
-        return row
-
-    def live(self, session_id: str) -> Row:
-        row = self.get(session_id)
-        if row is None or row["expires_at"] <= time.time():
-            raise ArtifactNotFoundError(f"session {session_id!r} not found or expired")
-        return row
 
     def update(self, session_id: str, values: Row) -> bool:
         fields: list[str] = []
