@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from chuk_artifacts import ArtifactStore, AsyncArtifactStore
+from chuk_artifacts.testing import Clock
 
 #: Environment variables the library reads; cleared so a developer's shell cannot leak in.
 _ENV_VARS = (
@@ -43,19 +44,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
         monkeypatch.delenv(var, raising=False)
     # chuk-admin's default store: never the real home (~/.local/share/chuk-artifacts) in tests.
     monkeypatch.setenv("CHUK_ARTIFACTS_HOME", str(tmp_path / "chuk-home"))
-
-
-class Clock:
-    """A controllable ``time.time``: starts at the real time, moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

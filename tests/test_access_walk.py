@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from sqlalchemy import select
 
 from chuk_artifacts import (
     AccessDeniedError,
@@ -34,9 +33,9 @@ from chuk_artifacts import (
     SessionError,
     StreamDownloadRequest,
     StreamUploadRequest,
-    schema,
 )
 from chuk_artifacts.aio import ASYNC_METHODS
+from snapshots import snapshot  # type: ignore[import-not-found]
 
 SCOPES = ("session", "user", "sandbox")
 
@@ -118,21 +117,6 @@ def build_world(store: ArtifactStore) -> World:
 def _upload_row(store: ArtifactStore, artifact_id: str) -> dict[str, Any]:
     with store.catalog.read() as conn:
         return store.catalog.get_upload_by_artifact(conn, artifact_id)
-
-
-def snapshot(store: ArtifactStore) -> tuple[Any, Any]:
-    """Every row of every catalog table, and the sha256 of every stored object."""
-    rows = {}
-    with store.catalog.read() as conn:
-        for table in schema.Base.metadata.sorted_tables:
-            found = conn.execute(select(table)).mappings().all()
-            rows[table.name] = sorted(repr(sorted(r.items())) for r in found)
-    blobs = {
-        key: hashlib.sha256(store.blobs.get(key)).hexdigest()
-        for prefix in ("grid/", "_uploads/")
-        for key in store.blobs.keys(prefix)
-    }
-    return rows, blobs
 
 
 # -- the walk table ------------------------------------------------------------------------------------

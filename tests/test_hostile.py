@@ -46,6 +46,7 @@ from chuk_artifacts import (
     schema,
 )
 from chuk_artifacts.store import MAX_TTL
+from snapshots import snapshot  # type: ignore[import-not-found]
 
 PROPERTY = settings(
     max_examples=40,
@@ -67,21 +68,6 @@ def fs(make_store) -> ArtifactStore:
 @pytest.fixture
 def mem(make_store) -> ArtifactStore:
     return make_store("memory")
-
-
-def snapshot(store: ArtifactStore) -> tuple[Any, Any]:
-    """Every catalog row of every table, and every object's bytes (hashed)."""
-    rows = {}
-    with store.catalog.read() as conn:
-        for table in schema.Base.metadata.sorted_tables:
-            found = conn.execute(select(table)).mappings().all()
-            rows[table.name] = sorted(repr(sorted(r.items())) for r in found)
-    blobs = {
-        key: hashlib.sha256(store.blobs.get(key)).hexdigest()
-        for prefix in ("grid/", "_uploads/")
-        for key in store.blobs.keys(prefix)
-    }
-    return rows, blobs
 
 
 def assert_confined(store: ArtifactStore, top: Path) -> None:
