@@ -23,7 +23,10 @@ USER = "crash"
 
 
 def say(*words: object) -> None:
-    print(*words, flush=True)
+    """One journal line in one write: print() writes each word separately, so with unbuffered
+    output (``PYTHONUNBUFFERED``) a kill could land mid-line. A pipe write this short is atomic."""
+    sys.stdout.write(" ".join(map(str, words)) + "\n")
+    sys.stdout.flush()
 
 
 def sha(data: bytes) -> str:
