@@ -11,7 +11,8 @@ import contextlib
 import hashlib
 import json
 import threading
-from typing import Any, Callable, Iterator, Sequence
+import weakref
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -63,6 +64,40 @@ _GET_SESSION = select(sessions).where(
 )
 _INSERT_INTENT = insert(blob_intents)
 _CLAIM_INTENTS = delete(blob_intents).where(blob_intents.c.key.in_(bindparam("keys", expanding=True)))
+_CLAIM_INTENT = delete(blob_intents).where(blob_intents.c.key == bindparam("key"))
+_INSERT_ARTIFACT_RETURNING = (
+    insert(artifacts)
+    .values({c.name: bindparam(c.name, type_=c.type) for c in artifacts.c if c.name != "row_id"})
+    .returning(artifacts.c.row_id)
+)
+_ARTIFACT_DEFAULTS: Row = {"pending_key": None, "summary": "", "state": "committed", "version": 1}
+_INSERT_META_ROWS = insert(artifact_meta).values(
+    {c.name: bindparam(c.name, type_=c.type) for c in artifact_meta.c}
+)
+_DELETE_META = delete(artifact_meta).where(artifact_meta.c.row_id == bindparam("row_id"))
+_GET_USAGE = select(quota_usage.c.bytes, quota_usage.c.count).where(
+    quota_usage.c.sandbox_id == bindparam("sandbox_id"), quota_usage.c.owner_id == bindparam("owner_id")
+)
+_INSERT_SESSION = insert(sessions).values({c.name: bindparam(c.name, type_=c.type) for c in sessions.c})
+_GET_UPLOAD_BY_ARTIFACT = select(uploads).where(uploads.c.artifact_id == bindparam("artifact_id"))
+_DELETE_UPLOAD_PARTS = delete(upload_parts).where(upload_parts.c.upload_id == bindparam("upload_id"))
+_DELETE_UPLOAD = delete(uploads).where(uploads.c.upload_id == bindparam("upload_id"))
+# One artifact deleted (``delete``): tombstone it, then remove it. ``mark_deleting`` and
+# ``delete_artifact_rows`` do the same for batches.
+_MARK_ONE_DELETING = (
+    update(artifacts)
+    .where(
+        artifacts.c.row_id == bindparam("row_id"),
+        or_(artifacts.c.state == "committed", artifacts.c.updated_at < bindparam("stale")),
+    )
+    .values(state="deleting", updated_at=bindparam("now"))
+    .returning(artifacts.c.row_id, artifacts.c.key, artifacts.c.pending_key, artifacts.c.bytes)
+)
+_DELETE_ONE_ARTIFACT = (
+    delete(artifacts)
+    .where(artifacts.c.row_id == bindparam("row_id"))
+    .returning(artifacts.c.sandbox_id, artifacts.c.owner_id, artifacts.c.bytes)
+)
 
 
 def _usage_update(limit_bytes: bool, limit_count: bool) -> Any:
@@ -81,6 +116,37 @@ def _usage_update(limit_bytes: bool, limit_count: bool) -> Any:
 
 #: The usage UPDATE with and without each limit: (limit bytes?, limit count?) → statement.
 _ADD_USAGE = {(b, c): _usage_update(b, c) for b in (False, True) for c in (False, True)}
+
+#: ``UPDATE artifacts … WHERE row_id AND version`` and ``UPDATE sessions``, one statement per set
+#: of changed columns, built on first use and kept (a handful of sets occur).
+_UPDATE_ARTIFACT: dict[frozenset[str], Any] = {}
+_UPDATE_SESSION: dict[frozenset[str], Any] = {}
+
+
+def _artifact_update(names: frozenset[str]) -> Any:
+    stmt = _UPDATE_ARTIFACT.get(names)
+    if stmt is None:
+        a = artifacts.c
+        stmt = (
+            update(artifacts)
+            .where(a.row_id == bindparam("w_row_id"), a.version == bindparam("w_version"))
+            .values({"version": bindparam("w_new_version"), **{n: bindparam(n, type_=a[n].type) for n in names}})
+        )
+        _UPDATE_ARTIFACT[names] = stmt
+    return stmt
+
+
+def _session_update(names: frozenset[str]) -> Any:
+    stmt = _UPDATE_SESSION.get(names)
+    if stmt is None:
+        s = sessions.c
+        stmt = (
+            update(sessions)
+            .where(s.sandbox_id == bindparam("w_sandbox_id"), s.session_id == bindparam("w_session_id"))
+            .values({n: bindparam(n, type_=s[n].type) for n in names})
+        )
+        _UPDATE_SESSION[names] = stmt
+    return stmt
 
 
 def meta_index_value(value: Any) -> str:
@@ -123,6 +189,98 @@ def _prefix_range(column: Any, prefix: str) -> list[Any]:
     return conds
 
 
+class _Compiled(NamedTuple):
+    """A prebuilt statement compiled for one catalog's dialect."""
+
+    statement: Any  # kept, so that its ``id`` cannot be reused while it is cached
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in positional order; ``None``: named style
+    json_binds: tuple[str, ...]  # parameters the driver gets as JSON text
+    json_columns: tuple[str, ...]  # result columns decoded from JSON text
+
+
+def _bind(compiled: _Compiled, params: Row) -> Any:
+    if compiled.json_binds:
+        params = {**params}
+        for name in compiled.json_binds:
+            if name in params:
+                value = params[name]
+                params[name] = "{}" if not value else json.dumps(value)
+    if compiled.order is not None:
+        return tuple([params[name] for name in compiled.order])
+    return params
+
+
+def _decode(compiled: _Compiled, names: list[str], values: Sequence[Any]) -> Row:
+    row = dict(zip(names, values))
+    for name in compiled.json_columns:
+        value = row.get(name)
+        if isinstance(value, (str, bytes)):
+            row[name] = {} if value == "{}" else json.loads(value)  # most meta is empty
+    return row
+
+
+class Tx:
+    """One catalog transaction on a driver (DB-API) cursor, for the request path.
+
+    It runs the module's prebuilt Core statements, compiled once per catalog for its dialect,
+    straight on the driver: no SQLAlchemy execution context, result object or event per
+    statement, which on SQLite cost several times the statement itself. ``Catalog.write()``
+    (an SQLAlchemy ``Connection``) serves everything else; the catalog methods that the
+    request path calls accept either.
+    """
+
+    __slots__ = ("_catalog", "cursor")
+
+    def __init__(self, catalog: Catalog, cursor: Any) -> None:
+        self._catalog = catalog
+        self.cursor = cursor
+
+    def execute(self, stmt: Any, params: Row) -> int:
+        """Run ``stmt``; the number of rows it changed."""
+        compiled = self._catalog._compiled(stmt)
+        self.cursor.execute(compiled.sql, _bind(compiled, params))
+        return int(self.cursor.rowcount)
+
+    def execute_many(self, stmt: Any, rows: Sequence[Row]) -> None:
+        compiled = self._catalog._compiled(stmt)
+        self.cursor.executemany(compiled.sql, [_bind(compiled, r) for r in rows])
+
+    def first(self, stmt: Any, params: Row) -> Row | None:
+        """The first row ``stmt`` returns (a ``SELECT`` or a statement with ``RETURNING``)."""
+        compiled = self._catalog._compiled(stmt)
+        cursor = self.cursor
+        cursor.execute(compiled.sql, _bind(compiled, params))
+        values = cursor.fetchone()
+        if values is None:
+            return None
+        names = [d[0] for d in cursor.description]
+        cursor.fetchall()  # the rest, if any: the statement must run to its end
+        return _decode(compiled, names, values)
+
+
+def _rowcount(conn: Connection | Tx, stmt: Any, params: Row) -> int:
+    if type(conn) is Tx:
+        return conn.execute(stmt, params)
+    return int(conn.execute(stmt, params).rowcount)  # type: ignore[union-attr]
+
+
+def _first(conn: Connection | Tx, stmt: Any, params: Row) -> Row | None:
+    if type(conn) is Tx:
+        return conn.first(stmt, params)
+    row = conn.execute(stmt, params).first()  # type: ignore[union-attr]
+    return dict(row._mapping) if row is not None else None
+
+
+class _Held:
+    """A thread's own driver connection (weakly tracked, so that it goes with its thread)."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+
 class Catalog:
     """Tables of artifacts, sessions and uploads in one SQL database."""
 
@@ -142,13 +300,26 @@ class Catalog:
             threading.RLock() if self.in_memory else contextlib.nullcontext()
         )
         self.engine = self._create_engine(prepare_connection)
-        #: ``id(statement)`` → (SQL, positional parameter names, JSON columns), for ``fetch_each``;
-        #: only module-level statements (``_GET_ARTIFACT``, ``_GET_SESSION``) are passed there,
-        #: so the ids stay valid for the life of the process.
-        self._compiled_reads: dict[int, tuple[str, list[str] | None, list[str]]] = {}
+        #: ``id(statement)`` → its compiled form, for ``Tx`` and ``fetch_each`` (prebuilt
+        #: statements only: each entry keeps its statement, so an id is never reused).
+        self._compiled_cache: dict[int, _Compiled] = {}
+        #: Driver connections of the request path: SQLite files keep one per thread (WAL lets
+        #: them read and write side by side); in-memory SQLite has one, shared under ``_lock``;
+        #: PostgreSQL checks one out of the engine's pool per transaction.
+        self._local = threading.local()
+        self._thread_connections: weakref.WeakSet[_Held] = weakref.WeakSet()
+        self._shared: Any = None
+        self._closed = False
         self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
+        #: ``INSERT … ON CONFLICT DO NOTHING`` of a zero usage row, for this dialect.
+        self._ensure_usage_row = self._insert_ignore(quota_usage, ["sandbox_id", "owner_id"]).values(
+            {c.name: bindparam(c.name, type_=c.type) for c in quota_usage.c}
+        )
         try:
             self.ensure_schema()
+            if self.in_memory:  # checked out for good (the pool has just this one connection)
+                self._shared_checkout = self.engine.raw_connection()
+                self._shared = self._shared_checkout.dbapi_connection
         except BaseException:
             self.engine.dispose()
             raise
@@ -236,71 +407,139 @@ class Catalog:
             except DBAPIError as exc:
                 raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
 
-    def fetch_one(self, stmt: Any, params: dict[str, Any]) -> Row | None:
-        """The first row of one prebuilt ``SELECT`` of the request path, run on a pooled driver
-        connection without an explicit transaction (a single statement reads one consistent
-        snapshot on its own: SQLite in autocommit mode, PostgreSQL in its implicit transaction,
-        rolled back when the connection goes back to the pool).
+    @contextlib.contextmanager
+    def _driver(self) -> Iterator[Any]:
+        """A DB-API connection for the request path (see ``_local``)."""
+        if self._closed:
+            raise ProviderError(f"catalog {self.safe_url} is closed")
+        if self.in_memory:
+            with self._lock:
+                yield self._shared
+            return
+        if self.is_sqlite:
+            holder = getattr(self._local, "holder", None)
+            yield holder.conn if holder is not None else self._thread_connection()
+            return
+        try:
+            pooled = self.engine.raw_connection()
+        except DBAPIError as exc:
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
+        try:
+            yield pooled
+        except self.engine.dialect.loaded_dbapi.IntegrityError:
+            raise
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            pooled.invalidate(exc)  # the pool must not hand out a broken connection
+            raise
+        finally:
+            pooled.close()
 
-        An SQLAlchemy read transaction costs several times the query itself on SQLite (pool
-        checkout, ``BEGIN``, compiled-cache lookup, result set-up, ``COMMIT``); the request path
-        reads one row by primary or unique key many times per second, so it takes this path.
-        The statement is compiled once per catalog; JSON columns are decoded here, as the
-        driver hands SQLite's back as text.
-        """
+    def _thread_connection(self) -> Any:
+        """This thread's own SQLite connection, set up by the engine's ``connect`` events
+        (pragmas, the ``prepare_connection`` hook) and then detached from its pool. It closes
+        when its thread ends, or when the catalog does."""
+        try:
+            fairy = self.engine.raw_connection()
+        except DBAPIError as exc:
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
+        fairy.detach()
+        holder = _Held(fairy.dbapi_connection)
+        self._local.holder = holder
+        self._thread_connections.add(holder)
+        return holder.conn
+
+    def _compiled(self, stmt: Any) -> _Compiled:
+        compiled = self._compiled_cache.get(id(stmt))
+        if compiled is not None and compiled.statement is stmt:
+            return compiled
+        if len(self._compiled_cache) > 1000:
+            raise RuntimeError("Tx and fetch_each take prebuilt (module-level) statements only")
+        form = stmt.compile(dialect=self.engine.dialect)
+        order = tuple(form.positiontup) if form.positional else None
+        json_binds = tuple(
+            name for name, bind in form.binds.items() if isinstance(bind.type, JSON)
+        )
+        columns = getattr(stmt, "selected_columns", None)
+        if columns is None or not len(columns):
+            columns = getattr(stmt, "_returning", ()) or ()
+        json_columns = tuple(
+            c.name for c in columns if isinstance(getattr(c, "type", None), JSON)
+        )
+        compiled = _Compiled(stmt, form.string, order, json_binds, json_columns)
+        self._compiled_cache[id(stmt)] = compiled
+        return compiled
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Tx]:
+        """A write transaction of the request path on the driver (``Tx``). SQLite starts it with
+        ``BEGIN IMMEDIATE``, so writers queue on the busy timeout instead of failing on upgrade."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            with self._driver() as conn:
+                cursor = conn.cursor()
+                try:
+                    if self.is_sqlite:
+                        cursor.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield Tx(self, cursor)
+                    except BaseException:
+                        if not self.is_sqlite:
+                            conn.rollback()
+                        elif conn.in_transaction:
+                            cursor.execute("ROLLBACK")
+                        raise
+                    if self.is_sqlite:
+                        cursor.execute("COMMIT")
+                    else:
+                        conn.commit()
+                finally:
+                    cursor.close()
+        except dbapi.Error as exc:
+            wrapped = DBAPIError.instance(None, None, exc, dbapi.Error, dialect=self.engine.dialect)
+            if isinstance(wrapped, IntegrityError):
+                raise wrapped from exc
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
+
+    def fetch_one(self, stmt: Any, params: dict[str, Any]) -> Row | None:
+        """The first row of one prebuilt ``SELECT`` of the request path, run on the driver
+        without an explicit transaction (a single statement reads one consistent snapshot on
+        its own: SQLite in autocommit mode, PostgreSQL in its implicit transaction, rolled back
+        when the connection goes back to the pool)."""
         return self.fetch_each([(stmt, params)])[0]
 
     def fetch_each(self, queries: Sequence[tuple[Any, dict[str, Any]]]) -> list[Row | None]:
-        """``fetch_one`` of each query, in order, on one pooled connection (one checkout for
-        all: each statement is still its own snapshot)."""
-        prepared = []
-        for stmt, params in queries:
-            sql, order, json_columns = self._compiled_reads.get(id(stmt)) or self._compile_read(stmt)
-            args: Any = tuple(params[name] for name in order) if order is not None else params
-            prepared.append((sql, args, json_columns))
-        results: list[tuple[Any, list[str] | None, list[str]]] = []
-        with self._lock:
-            try:
-                dbapi_conn = self.engine.raw_connection()
-            except DBAPIError as exc:
-                raise ProviderError(f"catalog {self.safe_url} failed: {exc.orig}") from exc
-            try:
-                cursor = dbapi_conn.cursor()
+        """``fetch_one`` of each query, in order, on one connection (each its own snapshot)."""
+        prepared = [(c, _bind(c, params)) for c, params in ((self._compiled(q), p) for q, p in queries)]
+        rows: list[Row | None] = []
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            with self._driver() as conn:
+                cursor = conn.cursor()
                 try:
-                    for sql, args, json_columns in prepared:
-                        cursor.execute(sql, args)
+                    for compiled, args in prepared:
+                        cursor.execute(compiled.sql, args)
                         values = cursor.fetchone()
-                        names = [d[0] for d in cursor.description] if values is not None else None
-                        results.append((values, names, json_columns))
+                        if values is None:
+                            rows.append(None)
+                        else:
+                            rows.append(_decode(compiled, [d[0] for d in cursor.description], values))
                 finally:
                     cursor.close()
-            except self.engine.dialect.loaded_dbapi.Error as exc:
-                dbapi_conn.invalidate(exc)  # the pool must not hand out a broken connection
-                raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
-            finally:
-                dbapi_conn.close()
-        rows: list[Row | None] = []
-        for values, names, json_columns in results:
-            if values is None:
-                rows.append(None)
-                continue
-            row = dict(zip(names, values))  # type: ignore[arg-type]
-            for name in json_columns:
-                value = row[name]
-                if isinstance(value, (str, bytes)):
-                    row[name] = {} if value == "{}" else json.loads(value)  # most meta is empty
-            rows.append(row)
+                if not self.is_sqlite:
+                    conn.rollback()
+        except dbapi.Error as exc:
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
         return rows
 
-    def _compile_read(self, stmt: Any) -> tuple[str, list[str] | None, list[str]]:
-        compiled = stmt.compile(dialect=self.engine.dialect)
-        order = list(compiled.positiontup) if compiled.positional else None
-        json_columns = [c.name for c in stmt.selected_columns if isinstance(c.type, JSON)]
-        entry = (compiled.string, order, json_columns)
-        self._compiled_reads[id(stmt)] = entry
-        return entry
-
     def close(self) -> None:
+        self._closed = True
+        for holder in list(self._thread_connections):
+            with contextlib.suppress(Exception):
+                holder.conn.close()
+        if self._shared is not None:
+            self._shared = None
+            with contextlib.suppress(Exception):
+                self._shared_checkout.close()
         self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------------
@@ -378,12 +617,11 @@ class Catalog:
         ])
         return session, artifact
 
-    def get_artifact(self, conn: Connection, artifact_id: str, *, for_update: bool = False) -> Row | None:
+    def get_artifact(self, conn: Connection | Tx, artifact_id: str, *, for_update: bool = False) -> Row | None:
         """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""
         # for_update: on SQLite the write transaction already holds the lock
         stmt = _GET_ARTIFACT_FOR_UPDATE if for_update else _GET_ARTIFACT
-        row = conn.execute(stmt, {"artifact_id": artifact_id}).first()
-        return dict(row._mapping) if row is not None else None
+        return _first(conn, stmt, {"artifact_id": artifact_id})
 
     def lock(self, conn: Connection, name: str) -> None:
         """Serialise transactions that use the same ``name`` until this transaction ends.
@@ -394,33 +632,49 @@ class Catalog:
             key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
             conn.execute(select(func.pg_advisory_xact_lock(key)))
 
-    def insert_artifact(self, conn: Connection, values: Row) -> int:
-        row_id = conn.execute(_INSERT_ARTIFACT, values).inserted_primary_key[0]
+    def insert_artifact(self, conn: Connection | Tx, values: Row) -> int:
+        """Insert an artifact row (and index its meta); its ``row_id``."""
+        inserted = _first(conn, _INSERT_ARTIFACT_RETURNING, {**_ARTIFACT_DEFAULTS, **values})
+        assert inserted is not None
+        row_id = int(inserted["row_id"])
         self._index_meta(conn, row_id, values.get("meta") or {})
         return row_id
 
     def update_artifact(
-        self, conn: Connection, row_id: int, version: int, values: Row
+        self, conn: Connection | Tx, row_id: int, version: int, values: Row
     ) -> bool:
         """Apply ``values`` if the row is still at ``version`` (optimistic locking)."""
-        result = conn.execute(
-            update(artifacts)
-            .where(artifacts.c.row_id == row_id, artifacts.c.version == version)
-            .values(version=version + 1, **values)
-        )
-        if result.rowcount != 1:
+        stmt = _artifact_update(frozenset(values))
+        params = {**values, "w_row_id": row_id, "w_version": version, "w_new_version": version + 1}
+        if _rowcount(conn, stmt, params) != 1:
             return False
         if "meta" in values:
-            conn.execute(delete(artifact_meta).where(artifact_meta.c.row_id == row_id))
+            _rowcount(conn, _DELETE_META, {"row_id": row_id})
             self._index_meta(conn, row_id, values["meta"] or {})
         return True
 
-    def _index_meta(self, conn: Connection, row_id: int, meta: dict[str, Any]) -> None:
-        if meta:
-            conn.execute(
-                _INSERT_META,
-                [{"row_id": row_id, "name": k, "value": meta_index_value(v)} for k, v in meta.items()],
-            )
+    def _index_meta(self, conn: Connection | Tx, row_id: int, meta: dict[str, Any]) -> None:
+        if not meta:
+            return
+        entries = [{"row_id": row_id, "name": k, "value": meta_index_value(v)} for k, v in meta.items()]
+        if type(conn) is Tx:
+            conn.execute_many(_INSERT_META_ROWS, entries)
+        else:
+            conn.execute(_INSERT_META, entries)  # type: ignore[union-attr]
+
+    def delete_one(self, conn: Tx, row_id: int, now: float) -> Row | None:
+        """Tombstone one committed row (or reclaim a stale tombstone), as ``mark_deleting`` does
+        for a batch; the claimed row's ``row_id``, ``key``, ``pending_key`` and ``bytes``."""
+        return _first(conn, _MARK_ONE_DELETING, {"row_id": row_id, "now": now, "stale": now - 300.0})
+
+    def remove_one(self, conn: Tx, row_id: int) -> bool:
+        """Delete one row claimed by ``delete_one`` and release its usage."""
+        _rowcount(conn, _DELETE_META, {"row_id": row_id})
+        gone = _first(conn, _DELETE_ONE_ARTIFACT, {"row_id": row_id})
+        if gone is None:
+            return False
+        self.charge(conn, gone["sandbox_id"], gone["owner_id"], -gone["bytes"], -1)
+        return True
 
     def mark_deleting(self, conn: Connection, row_ids: Sequence[int], now: float) -> list[Row]:
         """Tombstone committed rows (or reclaim stale tombstones); return the rows this call claimed."""
@@ -606,9 +860,8 @@ class Catalog:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def get_session(self, conn: Connection, sandbox_id: str, session_id: str) -> Row | None:
-        row = conn.execute(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id}).first()
-        return dict(row._mapping) if row is not None else None
+    def get_session(self, conn: Connection | Tx, sandbox_id: str, session_id: str) -> Row | None:
+        return _first(conn, _GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
 
     def live_user_session(self, conn: Connection, sandbox_id: str, user_id: str, now: float) -> Row | None:
         row = conn.execute(
@@ -623,16 +876,12 @@ class Catalog:
         ).first()
         return dict(row._mapping) if row is not None else None
 
-    def insert_session(self, conn: Connection, values: Row) -> None:
-        conn.execute(insert(sessions).values(**values))
+    def insert_session(self, conn: Connection | Tx, values: Row) -> None:
+        _rowcount(conn, _INSERT_SESSION, values)
 
-    def update_session(self, conn: Connection, sandbox_id: str, session_id: str, values: Row) -> bool:
-        result = conn.execute(
-            update(sessions)
-            .where(sessions.c.sandbox_id == sandbox_id, sessions.c.session_id == session_id)
-            .values(**values)
-        )
-        return result.rowcount == 1
+    def update_session(self, conn: Connection | Tx, sandbox_id: str, session_id: str, values: Row) -> bool:
+        params = {**values, "w_sandbox_id": sandbox_id, "w_session_id": session_id}
+        return _rowcount(conn, _session_update(frozenset(values)), params) == 1
 
     def delete_sessions(self, conn: Connection, sandbox_id: str | None, session_ids: Sequence[str]) -> int:
         if not session_ids:
@@ -677,9 +926,8 @@ class Catalog:
         row = conn.execute(select(uploads).where(uploads.c.upload_id == upload_id)).first()
         return dict(row._mapping) if row is not None else None
 
-    def get_upload_by_artifact(self, conn: Connection, artifact_id: str) -> Row | None:
-        row = conn.execute(select(uploads).where(uploads.c.artifact_id == artifact_id)).first()
-        return dict(row._mapping) if row is not None else None
+    def get_upload_by_artifact(self, conn: Connection | Tx, artifact_id: str) -> Row | None:
+        return _first(conn, _GET_UPLOAD_BY_ARTIFACT, {"artifact_id": artifact_id})
 
     def insert_upload(self, conn: Connection, values: Row) -> None:
         conn.execute(insert(uploads).values(**values))
@@ -693,9 +941,9 @@ class Catalog:
         )
         return result.rowcount == 1
 
-    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
-        conn.execute(delete(upload_parts).where(upload_parts.c.upload_id == upload_id))
-        return conn.execute(delete(uploads).where(uploads.c.upload_id == upload_id)).rowcount == 1
+    def delete_upload(self, conn: Connection | Tx, upload_id: str) -> bool:
+        _rowcount(conn, _DELETE_UPLOAD_PARTS, {"upload_id": upload_id})
+        return _rowcount(conn, _DELETE_UPLOAD, {"upload_id": upload_id}) == 1
 
     def put_part(self, conn: Connection, values: Row) -> None:
         """Record an uploaded part, replacing an earlier upload of the same part number."""
@@ -835,15 +1083,21 @@ class Catalog:
     # record is removed in the transaction that inserts the row, so whatever a killed writer
     # left behind is listed here (or, for update_file, in artifacts.pending_key) for cleanup.
 
-    def add_intents(self, conn: Connection, sandbox_id: str, keys: Sequence[str], now: float) -> None:
-        conn.execute(_INSERT_INTENT, [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys])
+    def add_intents(self, conn: Connection | Tx, sandbox_id: str, keys: Sequence[str], now: float) -> None:
+        entries = [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys]
+        if type(conn) is Tx:
+            conn.execute_many(_INSERT_INTENT, entries)
+        else:
+            conn.execute(_INSERT_INTENT, entries)  # type: ignore[union-attr]
 
-    def claim_intents(self, conn: Connection, keys: Sequence[str]) -> int:
+    def claim_intents(self, conn: Connection | Tx, keys: Sequence[str]) -> int:
         """Remove intents; how many were still there (a writer that finds fewer than it made
         was given up by cleanup and must not commit)."""
         if not keys:
             return 0
-        return conn.execute(_CLAIM_INTENTS, {"keys": list(keys)}).rowcount
+        if type(conn) is Tx or len(keys) == 1:
+            return sum(_rowcount(conn, _CLAIM_INTENT, {"key": k}) for k in keys)
+        return int(conn.execute(_CLAIM_INTENTS, {"keys": list(keys)}).rowcount)  # type: ignore[union-attr]
 
     def stale_intents(self, conn: Connection, sandbox_id: str, before: float, limit: int) -> list[str]:
         stmt = (
@@ -883,7 +1137,7 @@ class Catalog:
 
     def charge(
         self,
-        conn: Connection,
+        conn: Connection | Tx,
         sandbox_id: str,
         owner_id: str | None,
         nbytes: int,
@@ -909,7 +1163,7 @@ class Catalog:
                 raise QuotaExceededError(f"quota exceeded for {who}: {what}")
 
     def _add_usage(
-        self, conn: Connection, sandbox_id: str, owner: str, nbytes: int, count: int,
+        self, conn: Connection | Tx, sandbox_id: str, owner: str, nbytes: int, count: int,
         max_bytes: int | None, max_count: int | None,
     ) -> bool:
         stmt = _ADD_USAGE[(max_bytes is not None, max_count is not None)]
@@ -917,24 +1171,20 @@ class Catalog:
             "u_sandbox": sandbox_id, "u_owner": owner, "u_bytes": nbytes, "u_count": count,
             "u_max_bytes": max_bytes, "u_max_count": max_count,
         }
-        if conn.execute(stmt, params).rowcount == 1:
+        if _rowcount(conn, stmt, params) == 1:
             return True
         # No row changed: either a limit refused, or the owner has no usage row yet (or had none
         # when the UPDATE's snapshot was taken: a concurrent first write may have made it since).
         # Make sure the row exists - the INSERT waits for a concurrent creator to commit - and
         # ask again; a limit that refused the first time refuses again.
         values = {"sandbox_id": sandbox_id, "owner_id": owner, "bytes": 0, "count": 0}
-        conn.execute(self._insert_ignore(quota_usage, ["sandbox_id", "owner_id"]).values(values))
-        return conn.execute(stmt, params).rowcount == 1
+        _rowcount(conn, self._ensure_usage_row, values)
+        return _rowcount(conn, stmt, params) == 1
 
-    def usage(self, conn: Connection, sandbox_id: str, owner_id: str) -> tuple[int, int]:
+    def usage(self, conn: Connection | Tx, sandbox_id: str, owner_id: str) -> tuple[int, int]:
         """``(bytes, count)`` of an owner's rows (``""``: the whole sandbox)."""
-        row = conn.execute(
-            select(quota_usage.c.bytes, quota_usage.c.count).where(
-                quota_usage.c.sandbox_id == sandbox_id, quota_usage.c.owner_id == owner_id
-            )
-        ).first()
-        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        row = _first(conn, _GET_USAGE, {"sandbox_id": sandbox_id, "owner_id": owner_id})
+        return (int(row["bytes"]), int(row["count"])) if row is not None else (0, 0)
 
     def _insert_ignore(self, table: Any, keys: list[str]) -> Any:
         """INSERT … ON CONFLICT DO NOTHING on the catalog's dialect."""
