@@ -42,6 +42,9 @@ class Blobs:
     #: The backend presigns its own URLs: a presigned PUT lands at ``s3.staged_key`` and is
     #: registered from there (no gateway sees it arrive).
     native_presign = False
+    #: The bytes live in this process and die with it: a crash can leave none behind, so
+    #: writes need no intents (``writes.Writer``) and nothing here ever blocks on I/O.
+    volatile = False
 
     def __init__(self, fs: Any, root: str = "") -> None:
         self.fs = fs
@@ -190,6 +193,7 @@ class MemoryBlobs(Blobs):
     """Bytes in process memory; every store gets its own, never fsspec's global store."""
 
     name = "memory"
+    volatile = True
 
     def __init__(self) -> None:
         from fsspec.implementations.memory import MemoryFileSystem

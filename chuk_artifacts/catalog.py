@@ -78,6 +78,11 @@ _DELETE_META = delete(artifact_meta).where(artifact_meta.c.row_id == bindparam("
 _GET_USAGE = select(quota_usage.c.bytes, quota_usage.c.count).where(
     quota_usage.c.sandbox_id == bindparam("sandbox_id"), quota_usage.c.owner_id == bindparam("owner_id")
 )
+_ANY_EXPIRED = (
+    select(artifacts.c.row_id)
+    .where(artifacts.c.sandbox_id == bindparam("sandbox_id"), artifacts.c.expires_at <= bindparam("now"))
+    .limit(1)
+)
 _INSERT_SESSION = insert(sessions).values({c.name: bindparam(c.name, type_=c.type) for c in sessions.c})
 _GET_UPLOAD_BY_ARTIFACT = select(uploads).where(uploads.c.artifact_id == bindparam("artifact_id"))
 _DELETE_UPLOAD_PARTS = delete(upload_parts).where(upload_parts.c.upload_id == bindparam("upload_id"))
@@ -197,9 +202,12 @@ class _Compiled(NamedTuple):
     order: tuple[str, ...] | None  # parameter names in positional order; ``None``: named style
     json_binds: tuple[str, ...]  # parameters the driver gets as JSON text
     json_columns: tuple[str, ...]  # result columns decoded from JSON text
+    defaults: Row  # values bound in the statement itself (a LIMIT, a literal)
 
 
 def _bind(compiled: _Compiled, params: Row) -> Any:
+    if compiled.defaults:
+        params = {**compiled.defaults, **params}
     if compiled.json_binds:
         params = {**params}
         for name in compiled.json_binds:
@@ -295,6 +303,8 @@ class Catalog:
         self.dialect = self.url.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self.in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
+        #: A SQLite file in WAL mode: its readers never wait for a writer.
+        self.wal = self.is_sqlite and not self.in_memory
         # A single shared connection for in-memory SQLite: serialise every transaction on it.
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self.in_memory else contextlib.nullcontext()
@@ -465,7 +475,10 @@ class Catalog:
         json_columns = tuple(
             c.name for c in columns if isinstance(getattr(c, "type", None), JSON)
         )
-        compiled = _Compiled(stmt, form.string, order, json_binds, json_columns)
+        defaults = {
+            name: bind.value for name, bind in form.binds.items() if not bind.required and bind.callable is None
+        }
+        compiled = _Compiled(stmt, form.string, order, json_binds, json_columns, defaults)
         self._compiled_cache[id(stmt)] = compiled
         return compiled
 
@@ -723,6 +736,10 @@ class Catalog:
         for (sandbox_id, owner_id), (size, count) in released.items():
             self.charge(conn, sandbox_id, owner_id, size, count)
         return len(gone)
+
+    def any_expired(self, conn: Connection | Tx, sandbox_id: str, now: float) -> bool:
+        """Is any artifact of the sandbox past its expiry (and not yet swept)?"""
+        return _first(conn, _ANY_EXPIRED, {"sandbox_id": sandbox_id, "now": now}) is not None
 
     def expired_artifact_ids(self, conn: Connection, sandbox_id: str, now: float, limit: int) -> list[int]:
         """Rows of one sandbox past their expiry, and tombstones left by an interrupted delete."""

@@ -127,7 +127,8 @@ def _settings() -> Settings:
 @contextlib.contextmanager
 def _open_store(*, note_memory: bool = True) -> Iterator[Any]:
     """The store the options point at, acting as the application (admin), closed afterwards."""
-    from .store import ArtifactStore, _admin_call
+    from .policy import admin_call as _admin_call
+    from .store import ArtifactStore
 
     settings = _settings()
     if note_memory and settings.storage_provider == "memory" and not settings.catalog_url:

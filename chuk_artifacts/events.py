@@ -1,10 +1,13 @@
-"""Lifecycle events for plugins: the store calls these after a change has been committed.
+"""Lifecycle events for plugins: the store reports a change after it has been committed.
 
-When no plugin implements an event the cost is one list check: no metadata is built and no
-rows are read. An exception raised by a plugin is logged and swallowed, because the operation it
-reports on has already succeeded. Every public store method reports an ``AccessDeniedError``
-it raises to the ``access_denied`` hook, once: by the innermost public method it passes through
-(``write_file`` overwriting reports as ``update_file``, which names the artifact).
+When no plugin implements an event the cost is one check: no metadata is built and no rows are
+read. An exception raised by a plugin is logged and swallowed, because the operation it reports
+on has already succeeded.
+
+Denials: every public store method is decorated with ``@reports_denials``, which reports an
+``AccessDeniedError`` it raises to the ``access_denied`` hook, once — by the innermost decorated
+method it passes through (``write_file`` overwriting reports as ``update_file``, which names the
+artifact).
 """
 
 from __future__ import annotations
@@ -13,75 +16,60 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from .access import Caller
 from .errors import AccessDeniedError
+from .models import metadata_from_row
 
-__all__ = ["EventsMixin"]
+__all__ = ["Events", "reports_denials"]
 
 logger = logging.getLogger("chuk_artifacts.events")
 
-#: Public methods that never refuse access (no identity) and are not wrapped.
-_NOT_WRAPPED = {"as_user", "as_session", "as_admin", "close", "parse_grid_key"}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _hook(name: str) -> Any:
+def _hooks() -> Any:
     from .plugins import ensure_plugins_loaded
 
-    return getattr(ensure_plugins_loaded().hook, name)
+    return ensure_plugins_loaded().hook
 
 
-def _call(name: str, **kwargs: Any) -> None:
-    try:
-        _hook(name)(**kwargs)
-    except Exception:
-        logger.exception("chuk_artifacts plugin hook %s failed (the operation itself succeeded)", name)
+class Events:
+    """Calls the lifecycle hooks for one store (passed to plugins as ``store=``)."""
 
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._hook = _hooks()
 
-class EventsMixin:
-    """Event emission for ``ArtifactStore`` and the ``access_denied`` wrapper of its methods."""
-
-    def _listening(self, event: str) -> bool:
+    def listening(self, event: str) -> bool:
         """Does any plugin implement ``event``? (cheap; lets callers skip building arguments)"""
-        return bool(_hook(event).get_hookimpls())
+        return bool(getattr(self._hook, event).get_hookimpls())
 
-    def _emit(self, event: str, **kwargs: Any) -> None:
-        """Call ``event`` with ``store=self`` and ``kwargs`` if any plugin implements it."""
-        if self._listening(event):
-            _call(event, store=self, **kwargs)
+    def emit(self, event: str, **kwargs: Any) -> None:
+        """Call ``event`` with ``store=`` and ``kwargs`` if any plugin implements it."""
+        if self.listening(event):
+            self._call(event, store=self.store, **kwargs)
 
-    def _emit_rows(self, event: str | None, rows: Iterable[dict[str, Any]], caller: Caller | None) -> None:
+    def artifacts(self, event: str | None, rows: Iterable[dict[str, Any]], caller: Caller | None) -> None:
         """Call an artifact event once per catalog row."""
-        if event is None or not self._listening(event):
+        if event is None or not self.listening(event):
             return
         for row in rows:
-            _call(event, store=self, metadata=self._to_metadata(row), caller=caller or Caller())
+            self._call(event, store=self.store, metadata=metadata_from_row(row), caller=caller or Caller())
 
-    def _updated(self, row: dict[str, Any], user_id: str | None, session_id: str | None) -> dict[str, Any]:
-        """Report an artifact update (``row`` as committed) and pass the row through."""
-        self._emit_rows("artifact_updated", [row], Caller(user_id, session_id))
-        return row
-
-    def _rows_for_event(self, conn: Any, event: str | None, row_ids: list[int]) -> list[dict[str, Any]]:
-        """Whole rows to report ``event`` for, read only when some plugin implements it."""
-        if event is None or not row_ids or not self._listening(event):
-            return []
-        return self.catalog.get_artifacts_by_row_ids(conn, row_ids)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in dir(cls):
-            if name.startswith("_") or name in _NOT_WRAPPED:
-                continue
-            method = inspect.getattr_static(cls, name)
-            if not inspect.isfunction(method) or getattr(method, "_chuk_reports_denials", False):
-                continue
-            setattr(cls, name, _reporting_denials(name, method))
+    def _call(self, event: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._hook, event)(**kwargs)
+        except Exception:
+            logger.exception("chuk_artifacts plugin hook %s failed (the operation itself succeeded)", event)
 
 
-def _reporting_denials(action: str, method: Callable[..., Any]) -> Callable[..., Any]:
+def reports_denials(method: F) -> F:
+    """Report an ``AccessDeniedError`` that ``method`` (a public store method) raises to the
+    ``access_denied`` hook, with the ids the call named, then re-raise it."""
     signature = inspect.signature(method)
+    action = method.__name__
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -93,14 +81,19 @@ def _reporting_denials(action: str, method: Callable[..., Any]) -> Callable[...,
                 _report_denial(self, action, signature, args, kwargs, exc)
             raise
 
-    call._chuk_reports_denials = True  # type: ignore[attr-defined]
-    return call
+    return call  # type: ignore[return-value]
 
 
 def _report_denial(
-    store: Any, action: str, signature: inspect.Signature, args: tuple, kwargs: dict, exc: Exception
+    store: Any,
+    action: str,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    exc: Exception,
 ) -> None:
-    if not store._listening("access_denied"):
+    events: Events = store.events
+    if not events.listening("access_denied"):
         return
     try:
         arguments = signature.bind_partial(store, *args, **kwargs).arguments
@@ -115,9 +108,8 @@ def _report_denial(
         return value if isinstance(value, str) else None
 
     user_id, session_id = named("user_id"), named("session_id")
-    _call(
+    events.emit(
         "access_denied",
-        store=store,
         action=action,
         caller=Caller(user_id, session_id),
         artifact_id=named("artifact_id"),

@@ -257,8 +257,8 @@ def _check_blobs(
     progress: Progress | None, repair: bool, delete: bool,
 ) -> None:
     sandbox = store.sandbox_id
-    parts_prefix = f"_uploads/{sandbox}/"
-    keys = [*store.blobs.keys(f"grid/{sandbox}/"), *store.blobs.keys(parts_prefix)]
+    parts_prefix = grid.uploads_prefix(sandbox)
+    keys = [*store.blobs.keys(grid.grid_prefix(sandbox)), *store.blobs.keys(parts_prefix)]
     for batch in _batches(keys):
         temps = [k for k in batch if posixpath.basename(k).startswith(TEMP_PREFIX)]
         candidates = [k for k in batch if k not in set(temps)]

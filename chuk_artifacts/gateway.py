@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import parse_qsl, quote
+from typing import Any, Callable, Iterable, Iterator, Protocol
+from urllib.parse import parse_qsl
 
 from .errors import (
     ArtifactExpiredError,
@@ -24,10 +24,12 @@ from .errors import (
     InvalidArgumentError,
     QuotaExceededError,
 )
+from .interfaces import Presigner
+from .models import SignedBlob
 from .presign import HmacPresigner
-from .signing import SignatureError
+from .signing import SignatureError, content_disposition
 
-__all__ = ["make_app", "serve"]
+__all__ = ["make_app", "serve", "SignedURLStore"]
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +70,6 @@ def _body(environ: dict[str, Any]) -> Iterator[bytes]:
     return chunks()
 
 
-def _disposition(filename: str | None) -> str:
-    name = (filename or "download").rsplit("/", 1)[-1] or "download"
-    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """A single ``bytes=`` range as [start, end), ``None`` to send everything; raises 416."""
     if not header:
@@ -96,8 +92,27 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+class SignedURLStore(Protocol):
+    """What the gateway needs from a store: its presigner (HMAC-signed URLs are verified with
+    its secret), the artifact a signed key names, and the bodies of signed PUTs."""
+
+    @property
+    def presigner(self) -> Presigner: ...
+
+    @property
+    def storage_provider(self) -> str: ...
+
+    def signed_blob(self, key: str) -> SignedBlob: ...
+
+    def receive_upload(self, upload_id: str, chunks: Iterator[bytes]) -> str: ...
+
+    def receive_part(self, upload_id: str, part_number: int, chunks: Iterator[bytes]) -> str: ...
+
+
 class Gateway:
-    def __init__(self, store: Any) -> None:
+    """The WSGI application of one store (``make_app``)."""
+
+    def __init__(self, store: SignedURLStore) -> None:
         presigner = store.presigner
         if not isinstance(presigner, HmacPresigner):
             raise InvalidArgumentError(
@@ -155,28 +170,29 @@ class Gateway:
             if method != "PUT":
                 raise _Response("405 Method Not Allowed", "", [("Allow", "PUT")])
             if part:
-                etag = self.store._receive_part(part.group(1), int(part.group(2)), _body(environ))
+                etag = self.store.receive_part(part.group(1), int(part.group(2)), _body(environ))
             else:
-                etag = self.store._receive_upload(upload.group(1), _body(environ))
+                etag = self.store.receive_upload(upload.group(1), _body(environ))
             return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
         raise _Response("404 Not Found", "not found")
 
     def download(
         self, key: str, method: str, environ: dict[str, Any]
     ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
-        row = self.store._row_for_key(key)
-        etag = f'"{row["sha256"]}"'
+        blob = self.store.signed_blob(key)
+        meta = blob.metadata
+        etag = f'"{meta.sha256}"'
         headers = [
-            ("Content-Type", row["mime"]),
+            ("Content-Type", meta.mime),
             ("ETag", etag),
             ("Accept-Ranges", "bytes"),
-            ("Content-Disposition", _disposition(row["filename"])),
+            ("Content-Disposition", content_disposition(meta.filename)),
         ]
         # a list of entity tags, compared weakly (RFC 9110 13.1.2)
         wanted_tags = {t.strip().removeprefix("W/") for t in environ.get("HTTP_IF_NONE_MATCH", "").split(",")}
         if etag in wanted_tags or "*" in wanted_tags:
             return "304 Not Modified", [("ETag", etag)], []
-        size = row["bytes"]
+        size = meta.bytes
         status, (start, end) = "200 OK", (0, size)
         wanted = _parse_range(environ.get("HTTP_RANGE"), size)
         if wanted is not None and environ.get("HTTP_IF_RANGE", etag).strip() == etag:
@@ -185,7 +201,7 @@ class Gateway:
         headers.append(("Content-Length", str(end - start)))
         if method == "HEAD" or end == start:
             return status, headers, []
-        return status, headers, self.store._read_range(row, start, end, _CHUNK)
+        return status, headers, blob.read(start, end, _CHUNK)
 
 
 def make_app(store: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:

@@ -15,7 +15,10 @@ from typing import Any, Iterator
 
 from .errors import InvalidArgumentError
 
-__all__ = ["GridKey", "SCOPES", "validate_id", "make_key", "parse_grid_key"]
+__all__ = [
+    "GridKey", "SCOPES", "validate_id", "make_key", "parse_grid_key", "session_prefix", "grid_prefix",
+    "staging_key", "uploads_prefix", "parts_prefix", "part_key", "arriving_part_key", "staged_key",
+]
 
 SCOPES = ("session", "user", "sandbox")
 MAX_ID_LENGTH = 128
@@ -204,3 +207,59 @@ def parse_grid_key(key: str) -> GridKey:
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"not a valid grid key: {key!r} ({exc})") from None
     return parsed
+
+
+# -- the other key layouts -------------------------------------------------------------------
+# Every object key the store writes is built here. Artifacts live at their grid key; what is
+# on its way to becoming an artifact lives beside it or under ``_uploads/``.
+
+
+def session_prefix(sandbox_id: str, session_id: str) -> str:
+    """The key prefix of a session's session-scoped artifacts."""
+    return f"grid/{validate_id(sandbox_id, 'sandbox_id')}/sessions/{validate_id(session_id, 'session_id')}/"
+
+
+def grid_prefix(sandbox_id: str) -> str:
+    """The key prefix of every artifact of a sandbox."""
+    return f"grid/{sandbox_id}/"
+
+
+def staging_key(key: str) -> str:
+    """Where ``update_file`` writes new bytes before they replace those at ``key``."""
+    import uuid
+
+    return f"{key}~{uuid.uuid4().hex[:16]}"
+
+
+def uploads_prefix(sandbox_id: str) -> str:
+    """The key prefix of every upload's own objects in a sandbox (parts, native PUTs)."""
+    return f"_uploads/{sandbox_id}/"
+
+
+def parts_prefix(sandbox_id: str, upload_id: str) -> str:
+    """The key prefix of one upload's own objects."""
+    return f"{uploads_prefix(sandbox_id)}{upload_id}/"
+
+
+def normal_etag(etag: Any) -> str:
+    """An ETag without quotes or surrounding blanks."""
+    if not isinstance(etag, str):
+        raise InvalidArgumentError("ETag must be a string")
+    return etag.strip().strip('"')
+
+
+def part_key(sandbox_id: str, upload_id: str, part_number: int, etag: str) -> str:
+    """Where a part lives: named by its number and its content's ETag, so a part uploaded again
+    with other bytes goes to another key and never changes the bytes a completion assembles."""
+    return f"{parts_prefix(sandbox_id, upload_id)}{part_number:05d}-{normal_etag(etag)}"
+
+
+def arriving_part_key(sandbox_id: str, upload_id: str, part_number: int, token: str) -> str:
+    """Where a part is received before it is renamed after its content (``part_key``)."""
+    return f"{parts_prefix(sandbox_id, upload_id)}{part_number:05d}.{token}"
+
+
+def staged_key(sandbox_id: str, upload_id: str) -> str:
+    """Where a natively presigned PUT (``Blobs.native_presign``) lands. Registration copies it to
+    the artifact's key, so a URL still valid afterwards can never change registered bytes."""
+    return f"{parts_prefix(sandbox_id, upload_id)}object"

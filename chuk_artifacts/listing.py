@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import grid
 from .errors import InvalidArgumentError
-from .models import ArtifactList
+from .core import StoreCore
+from .events import reports_denials
+from .models import ArtifactList, metadata_from_row
 
 if TYPE_CHECKING:
     from .catalog import Row
 
-__all__ = ["ListingMixin", "MAX_LIMIT"]
+__all__ = ["ListingMethods", "MAX_LIMIT"]
 
 MAX_LIMIT = 1000
 
@@ -28,12 +30,14 @@ def _check_limit(limit: Any) -> int:
     return limit
 
 
-class ListingMixin:
+def _page(rows: list[Row], next_cursor: str | None) -> ArtifactList:
+    return ArtifactList([metadata_from_row(r) for r in rows], next_cursor)
+
+
+class ListingMethods(StoreCore):
     """``list_by_session``, ``get_directory_contents`` and ``search``."""
 
-    def _page(self, rows: list[Row], next_cursor: str | None) -> ArtifactList:
-        return ArtifactList([self._to_metadata(r) for r in rows], next_cursor)
-
+    @reports_denials
     def list_by_session(
         self,
         session_id: str,
@@ -43,14 +47,15 @@ class ListingMixin:
         user_id: str | None = None,
     ) -> ArtifactList:
         """Live artifacts of a session, oldest first, one page at a time (see ``next_cursor``)."""
-        caller = self._caller(user_id, session_id)
+        caller = self.policy.caller(user_id, session_id)
         with self.catalog.read() as conn:
             rows, nxt = self.catalog.find_artifacts(
                 conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
                 cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
             )
-        return self._page(rows, nxt)
+        return _page(rows, nxt)
 
+    @reports_denials
     def get_directory_contents(
         self,
         session_id: str,
@@ -61,7 +66,7 @@ class ListingMixin:
         user_id: str | None = None,
     ) -> ArtifactList:
         """Artifacts of a session whose filename starts with ``directory_prefix``, by filename."""
-        caller = self._caller(user_id, session_id)
+        caller = self.policy.caller(user_id, session_id)
         if not isinstance(directory_prefix, str) or len(directory_prefix) > grid.MAX_FILENAME_LENGTH:
             raise InvalidArgumentError("directory_prefix must be a string")
         grid.validate_text(directory_prefix, "directory_prefix")
@@ -71,8 +76,9 @@ class ListingMixin:
                 cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
                 filename_prefix=directory_prefix or None, order_by_filename=True,
             )
-        return self._page(rows, nxt)
+        return _page(rows, nxt)
 
+    @reports_denials
     def search(
         self,
         *,
@@ -91,7 +97,7 @@ class ListingMixin:
         may read); ``session_id`` to that session's; ``meta_filter`` matches top-level meta values
         exactly. Pass the previous page's ``next_cursor`` as ``cursor`` for the next page.
         """
-        caller = self._caller(user_id, session_id)
+        caller = self.policy.caller(user_id, session_id)
         if scope is not None:
             grid.validate_scope(scope)
         if meta_filter is not None:  # a dict of JSON values, as stored meta is
@@ -113,4 +119,4 @@ class ListingMixin:
                 cursor=cursor, scope=scope, mime_prefix=mime_prefix, meta_filter=meta_filter,
                 filename_prefix=filename_prefix, **filters,
             )
-        return self._page(rows, nxt)
+        return _page(rows, nxt)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from . import grid
+from .core import StoreCore
 from .errors import ArtifactStoreError
+from .events import reports_denials
 from .models import CleanupResult
 
-__all__ = ["MaintenanceMixin"]
+__all__ = ["MaintenanceMethods"]
 
 _BATCH = 500
 _PREVIEW_SESSIONS = 1_000_000  # expired sessions a cleanup dry run counts at most
 
 
-class MaintenanceMixin:
-    """``cleanup_expired_sessions``, ``validate_configuration`` and ``get_stats``."""
+class MaintenanceMethods(StoreCore):
+    """``cleanup_expired_sessions``, ``validate_configuration``, ``get_stats`` and ``usage``."""
 
+    @reports_denials
     def cleanup_expired_sessions(
         self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None
     ) -> CleanupResult:
@@ -26,7 +30,7 @@ class MaintenanceMixin:
         ``dry_run=True`` counts what would go and changes nothing. ``progress(kind, n)`` is called
         as each batch goes (kind ``artifacts``, ``sessions`` or ``uploads``).
         """
-        caller = self._caller(None, None)  # an application (admin) task: strict mode needs as_admin()
+        caller = self.policy.caller(None, None)  # an application (admin) task: strict mode needs as_admin()
         now = time.time()
         if dry_run:
             return self._cleanup_preview(now)
@@ -35,7 +39,7 @@ class MaintenanceMixin:
         while True:
             with self.catalog.read() as conn:
                 ids = self.catalog.expired_artifact_ids(conn, self.sandbox_id, now, _BATCH)
-            n, b = self._purge(ids, event="artifact_expired", caller=caller) if ids else (0, 0)
+            n, b = self.writer.purge(ids, event="artifact_expired", caller=caller) if ids else (0, 0)
             artifacts, freed = artifacts + n, freed + b
             report("artifacts", n)
             if n == 0:
@@ -45,20 +49,20 @@ class MaintenanceMixin:
             # Through the session provider: its sessions need not live in the catalog.
             expired = mine = self.sessions.expired(now, _BATCH)
             for sid in mine:
-                n, b = self._purge_session_artifacts(sid, event="artifact_expired", caller=caller)
+                n, b = self.writer.purge_session(sid, event="artifact_expired", caller=caller)
                 artifacts, freed = artifacts + n, freed + b
                 report("artifacts", n)
             gone = self.sessions.delete_expired(mine, now)
             for sid in gone:
-                self._emit("session_deleted", session_id=sid, caller=caller, expired=True)
+                self.events.emit("session_deleted", session_id=sid, caller=caller, expired=True)
             removed = len(gone)
             sessions += removed
             report("sessions", removed)
             if len(expired) < _BATCH or removed == 0:
                 break
-        uploads = self._cleanup_uploads(now)
+        uploads = self.writer.cleanup_uploads(now)
         report("uploads", uploads)
-        self._recover_writes(now)
+        self.writer.recover(now)
         return CleanupResult(artifacts=artifacts, sessions=sessions, uploads=uploads, bytes=freed)
 
     def _cleanup_preview(self, now: float) -> CleanupResult:
@@ -75,6 +79,7 @@ class MaintenanceMixin:
             artifacts, freed = artifacts + n, freed + b
         return CleanupResult(artifacts=artifacts, sessions=len(expired), uploads=uploads, bytes=freed)
 
+    @reports_denials
     def validate_configuration(self) -> dict[str, Any]:
         """Check the catalog, the storage backend and the session provider for real."""
         report: dict[str, Any] = {}
@@ -95,6 +100,7 @@ class MaintenanceMixin:
         ) else "error"
         return report
 
+    @reports_denials
     def get_stats(self) -> dict[str, Any]:
         """Real counts and bytes of live artifacts (by scope) and live sessions in this sandbox."""
         now = time.time()
@@ -110,4 +116,22 @@ class MaintenanceMixin:
             "artifacts": artifacts,
             "sessions": {"active": live_sessions},
             "usage": self.usage(),
+        }
+
+    @reports_denials
+    def usage(self, user_id: str | None = None) -> dict[str, Any]:
+        """Bytes and artifact count held by ``user_id`` (or the whole sandbox), with the limits.
+
+        Expired artifacts count until cleanup (or a write that needs their room) removes them.
+        """
+        if user_id is not None:
+            grid.validate_id(user_id, "user_id")
+        nbytes, count = self.writer.usage(user_id or "")
+        kind = "user" if user_id is not None else "sandbox"
+        quotas = self.settings.quotas
+        return {
+            "bytes": nbytes,
+            "count": count,
+            "max_bytes": getattr(quotas, f"{kind}_bytes"),
+            "max_count": getattr(quotas, f"{kind}_count"),
         }

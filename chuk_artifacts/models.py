@@ -18,6 +18,8 @@ __all__ = [
     "MultipartUploadPart",
     "MultipartUploadCompleteRequest",
     "iso",
+    "metadata_from_row",
+    "SignedBlob",
 ]
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -68,6 +70,40 @@ class ArtifactMetadata:
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name, default)
+
+
+def metadata_from_row(row: dict[str, Any]) -> ArtifactMetadata:
+    """The public form of one catalog row of the ``artifacts`` table."""
+    return ArtifactMetadata(
+        artifact_id=row["artifact_id"],
+        session_id=row["session_id"],
+        sandbox_id=row["sandbox_id"],
+        key=row["key"],
+        mime=row["mime"],
+        summary=row["summary"],
+        meta=dict(row["meta"] or {}),
+        filename=row["filename"],
+        bytes=row["bytes"],
+        sha256=row["sha256"],
+        stored_at=iso(row["stored_at"]),  # type: ignore[arg-type]
+        ttl=row["ttl"],
+        scope=row["scope"],
+        owner_id=row["owner_id"],
+        storage_provider=row["storage_provider"],
+        session_provider=row["session_provider"],
+        updated_at=iso(row["updated_at"]),  # type: ignore[arg-type]
+        expires_at=iso(row["expires_at"]),
+        version=row["version"],
+    )
+
+
+@dataclass(frozen=True)
+class SignedBlob:
+    """An artifact a signed URL names, as a gateway serves it: its metadata, and ``read(start,
+    end, chunk_size)``, an iterator over the bytes in ``[start, end)``."""
+
+    metadata: ArtifactMetadata
+    read: Callable[[int, int, int], Iterator[bytes]]
 
 
 class ArtifactList(list):

@@ -6,15 +6,18 @@ Presigners are plugins (hook ``presigner``). The built-in one signs gateway URLs
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError
+from .core import StoreCore
+from .events import reports_denials
+from .interfaces import Presigner
 from .signing import UrlSigner, generate_secret
 
 if TYPE_CHECKING:
     from .catalog import Row
 
-__all__ = ["Presigner", "HmacPresigner", "PresignMixin", "MAX_EXPIRES"]
+__all__ = ["Presigner", "HmacPresigner", "PresignMethods", "MAX_EXPIRES", "check_expires"]
 
 MAX_EXPIRES = 7 * 86400  # as S3 SigV4 allows
 
@@ -23,18 +26,6 @@ def check_expires(expires: Any) -> int:
     if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_EXPIRES:
         raise InvalidArgumentError(f"expires must be an integer number of seconds from 1 to {MAX_EXPIRES}")
     return expires
-
-
-class Presigner(Protocol):
-    """Makes URLs that let a client GET an object, PUT an upload, or PUT one multipart part."""
-
-    name: str
-
-    def download_url(self, row: "Row", expires: int) -> str: ...
-
-    def upload_url(self, upload: "Row", expires: int) -> str: ...
-
-    def part_url(self, upload: "Row", part_number: int, expires: int) -> str: ...
 
 
 class HmacPresigner:
@@ -66,21 +57,10 @@ class HmacPresigner:
         return self.signer.sign("PUT", f"/upload/{upload['upload_id']}/part/{part_number}", expires)
 
 
-class PresignMixin:
+class PresignMethods(StoreCore):
     """Download URLs for ``ArtifactStore``; the caller needs read access to the artifact."""
 
-    _presigner_instance: Presigner | None = None
-
-    @property
-    def presigner(self) -> Presigner:
-        if self._presigner_instance is None:
-            from .plugins import ensure_plugins_loaded
-
-            self._presigner_instance = ensure_plugins_loaded().hook.presigner(store=self)
-            if self._presigner_instance is None:
-                raise InvalidArgumentError(f"no presigner for provider {self.storage_provider!r}")
-        return self._presigner_instance
-
+    @reports_denials
     def presign(
         self,
         artifact_id: str,
@@ -91,17 +71,20 @@ class PresignMixin:
     ) -> str:
         """A URL that downloads the artifact for ``expires`` seconds, without credentials."""
         expires = check_expires(expires)
-        row = self._accessible(artifact_id, user_id, session_id)
+        row = self.policy.accessible(artifact_id, user_id, session_id)
         return self.presigner.download_url(row, expires)
 
+    @reports_denials
     def presign_short(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
         """A 15-minute download URL."""
         return self.presign(artifact_id, 900, user_id=user_id, session_id=session_id)
 
+    @reports_denials
     def presign_medium(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
         """A 1-hour download URL."""
         return self.presign(artifact_id, 3600, user_id=user_id, session_id=session_id)
 
+    @reports_denials
     def presign_long(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
         """A 24-hour download URL."""
         return self.presign(artifact_id, 86400, user_id=user_id, session_id=session_id)

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from .blobs import Blobs
 from .errors import ArtifactNotFoundError, ArtifactStoreError, InvalidArgumentError, ProviderError
-from .uploads import staged_key
+from .grid import staged_key
 
 if TYPE_CHECKING:
     from .catalog import Row
@@ -497,14 +497,14 @@ class S3Presigner:
         self.blobs = blobs
 
     def download_url(self, row: "Row", expires: int) -> str:
-        from .gateway import _disposition
+        from .signing import content_disposition
 
         return self.blobs.presign(
             "get_object",
             {
                 "Key": row["key"],
                 "ResponseContentType": row["mime"],
-                "ResponseContentDisposition": _disposition(row["filename"]),
+                "ResponseContentDisposition": content_disposition(row["filename"]),
             },
             expires,
         )

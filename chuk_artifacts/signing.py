@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from typing import Mapping
@@ -55,3 +56,14 @@ class UrlSigner:
             raise SignatureError("invalid signature")
         if expires < time.time():
             raise SignatureError("URL has expired")
+
+
+def content_disposition(filename: str | None) -> str:
+    """A ``Content-Disposition: attachment`` value for ``filename`` (ASCII fallback and UTF-8).
+
+    Signed download URLs carry it: the gateway sends it, S3 URLs ask for it
+    (``ResponseContentDisposition``).
+    """
+    name = (filename or "download").rsplit("/", 1)[-1] or "download"
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

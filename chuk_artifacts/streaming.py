@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
+from .core import StoreCore
 from .errors import ArtifactCorruptedError, InvalidArgumentError
+from .events import reports_denials
 from .models import StreamDownloadRequest, StreamUploadRequest, check_request, chunks_of
+from .writes import open_blob
 
 if TYPE_CHECKING:
+    from .blobs import Blobs
     from .catalog import Row
 
-__all__ = ["StreamingMixin", "copy_stream"]
+__all__ = ["StreamingMethods", "copy_stream", "read_range", "resolve_range"]
 
 MAX_CHUNK = 64 * 1024 * 1024
 
@@ -45,9 +49,10 @@ def copy_stream(
     return size, digest.hexdigest()
 
 
-class StreamingMixin:
+class StreamingMethods(StoreCore):
     """``stream_upload`` / ``stream_download`` for ``ArtifactStore``."""
 
+    @reports_denials
     def stream_upload(self, request: StreamUploadRequest) -> str:
         """Store an artifact from an iterable of bytes or a binary file object; return its id.
 
@@ -55,36 +60,29 @@ class StreamingMixin:
         """
         check_request(request, StreamUploadRequest, "stream_upload")
         chunk_size = _check_chunk_size(request.chunk_size)
-        if request.content_length is not None and (
-            isinstance(request.content_length, bool)
-            or not isinstance(request.content_length, int)
-            or request.content_length < 0
-        ):
+        expected = request.content_length
+        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
             raise InvalidArgumentError("content_length must be a non-negative integer")
-        caller = self._caller(request.user_id, request.session_id)
-        row = self._new_row(
+        caller = self.policy.caller(request.user_id, request.session_id)
+        row = self.policy.new_row(
             data=None, mime=request.mime, summary=request.summary, meta=request.meta,
             filename=request.filename, ttl=request.ttl, scope=request.scope, caller=caller,
         )
-        self._begin_writes([row["key"]], owner_id=row["owner_id"], nbytes=request.content_length or 0)
-        try:
-            with self.blobs.open_write(row["key"]) as target:
-                size, sha256 = copy_stream(
-                    chunks_of(request.data_stream, chunk_size), target,
-                    total=request.content_length, progress=request.progress_callback,
-                )
-                if request.content_length is not None and size != request.content_length:
-                    raise InvalidArgumentError(
-                        f"stream ended after {size} bytes but content_length is {request.content_length}"
-                    )
-        except BaseException:
-            self._abandon_writes([row["key"]])
-            raise
-        row.update(bytes=size, sha256=sha256)
-        self._insert_written([row])
-        self._emit_rows("artifact_stored", [row], caller)
-        return row["artifact_id"]
 
+        def fill(target: IO[bytes]) -> tuple[int, str]:
+            size, sha256 = copy_stream(
+                chunks_of(request.data_stream, chunk_size), target,
+                total=expected, progress=request.progress_callback,
+            )
+            if expected is not None and size != expected:
+                raise InvalidArgumentError(f"stream ended after {size} bytes but content_length is {expected}")
+            return size, sha256
+
+        self.writer.create_streamed(row, fill, expected=expected or 0)
+        self.events.artifacts("artifact_stored", [row], caller)
+        return str(row["artifact_id"])
+
+    @reports_denials
     def stream_download(self, request: StreamDownloadRequest) -> Iterator[bytes]:
         """The artifact's bytes (or the range ``[start, end)``) in chunks of ``chunk_size``.
 
@@ -92,53 +90,62 @@ class StreamingMixin:
         """
         check_request(request, StreamDownloadRequest, "stream_download")
         chunk_size = _check_chunk_size(request.chunk_size)
-        row = self._accessible(request.artifact_id, request.user_id, request.session_id)
+        row = self.policy.accessible(request.artifact_id, request.user_id, request.session_id)
         start, end = resolve_range(row["bytes"], request.start, request.end)
-        return self._read_range(row, start, end, chunk_size, request.progress_callback)
+        return read_range(
+            self.blobs, row, start, end, chunk_size, verify_reads=self.settings.verify_reads,
+            missing=self.policy.missing_bytes, progress=request.progress_callback,
+        )
 
-    def _read_range(
-        self,
-        row: "Row",
-        start: int,
-        end: int,
-        chunk_size: int,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> Iterator[bytes]:
-        """Chunks of ``row``'s blob in ``[start, end)``; the whole object is checked against
-        the catalog's size (and sha256 when ``verify_reads`` is on)."""
-        try:
-            f = self._open_blob(row)
-        except FileNotFoundError:
-            self._raise_missing_bytes(row)
-        whole = start == 0 and end == row["bytes"]
-        verify = whole and self.settings.verify_reads
 
-        def generate() -> Iterator[bytes]:
-            digest = hashlib.sha256() if verify else None
-            sent = 0
-            with f:
-                if start:
-                    f.seek(start)
-                remaining = end - start
-                while remaining > 0:
-                    chunk = f.read(min(chunk_size, remaining))
-                    if not chunk:
+def read_range(
+    blobs: Blobs,
+    row: Row,
+    start: int,
+    end: int,
+    chunk_size: int,
+    *,
+    verify_reads: bool,
+    missing: Callable[[Row], None],
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Iterator[bytes]:
+    """Chunks of ``row``'s blob in ``[start, end)``; the whole object is checked against the
+    catalog's size (and sha256 when ``verify_reads`` is on). ``missing(row)`` raises the error
+    for bytes that are gone."""
+    try:
+        f = open_blob(blobs, row)
+    except FileNotFoundError:
+        missing(row)
+        raise
+    whole = start == 0 and end == row["bytes"]
+    verify = whole and verify_reads
+
+    def generate() -> Iterator[bytes]:
+        digest = hashlib.sha256() if verify else None
+        sent = 0
+        with f:
+            if start:
+                f.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = f.read(min(chunk_size, remaining))
+                if not chunk:
+                    raise ArtifactCorruptedError(
+                        f"artifact {row['artifact_id']!r}: stored bytes are shorter than recorded"
+                    )
+                remaining -= len(chunk)
+                sent += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                    if remaining == 0 and digest.hexdigest() != row["sha256"]:
                         raise ArtifactCorruptedError(
-                            f"artifact {row['artifact_id']!r}: stored bytes are shorter than recorded"
+                            f"artifact {row['artifact_id']!r}: sha256 does not match the catalog"
                         )
-                    remaining -= len(chunk)
-                    sent += len(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
-                        if remaining == 0 and digest.hexdigest() != row["sha256"]:
-                            raise ArtifactCorruptedError(
-                                f"artifact {row['artifact_id']!r}: sha256 does not match the catalog"
-                            )
-                    yield chunk
-                    if progress is not None:
-                        progress(sent, end - start)
+                yield chunk
+                if progress is not None:
+                    progress(sent, end - start)
 
-        return generate()
+    return generate()
 
 
 def resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:

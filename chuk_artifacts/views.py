@@ -8,10 +8,31 @@ import inspect
 from typing import Any
 
 from .errors import AccessDeniedError
+from .policy import admin_call
 
 __all__ = ["BoundStore"]
 
-_VIEW_FACTORIES = {"as_user", "as_session", "as_admin"}
+_VIEW_FACTORIES = {"as_user", "as_session", "as_admin", "runs_inline"}
+#: The signatures of the store's methods, computed once per function (``inspect.signature``
+#: costs tens of microseconds; a view looks one up on every attribute access).
+_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+
+
+def _signature(method: Any) -> inspect.Signature | None:
+    function = getattr(method, "__func__", method)
+    try:
+        return _SIGNATURES[function]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return None
+    try:
+        signature: inspect.Signature | None = inspect.signature(method)
+    except (TypeError, ValueError):
+        signature = None
+    if len(_SIGNATURES) < 4096:
+        _SIGNATURES[function] = signature
+    return signature
 
 
 class BoundStore:
@@ -41,16 +62,19 @@ class BoundStore:
         attr = getattr(self._store, name)
         if name.startswith("_") or not callable(attr) or name in _VIEW_FACTORIES:
             return attr
-        try:
-            params = inspect.signature(attr).parameters
-        except (TypeError, ValueError):
+        signature = _signature(attr)
+        if signature is None:
             return attr
+        params = signature.parameters
         if "user_id" not in params and "session_id" not in params and not self.admin:
             return attr  # (an admin view wraps these too: cleanup_expired_sessions, stream_upload …)
-        return self._bind(name, attr, inspect.signature(attr))
+        return self._bind(name, attr, signature)
+
+    def runs_inline(self, name: str) -> bool:
+        """As ``ArtifactStore.runs_inline``: a view adds no I/O."""
+        return bool(self._store.runs_inline(name))
 
     def _bind(self, name: str, method: Any, signature: inspect.Signature) -> Any:
-        from .store import _admin_call
 
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -63,11 +87,11 @@ class BoundStore:
                     raise AccessDeniedError(f"this view acts as {param}={mine!r}, not {given!r}")
                 bound.arguments[param] = mine
             if self.admin:
-                token = _admin_call.set(True)
+                token = admin_call.set(True)
                 try:
                     return method(*bound.args, **bound.kwargs)
                 finally:
-                    _admin_call.reset(token)
+                    admin_call.reset(token)
             return method(*bound.args, **bound.kwargs)
 
         return call

@@ -105,12 +105,12 @@ def build_world(store: ArtifactStore) -> World:
         )
         _, w.uploads[scope] = store.presign_upload(scope=scope, filename=f"{scope}.bin", **owner)
         upload = _upload_row(store, w.uploads[scope])
-        store._receive_upload(upload["upload_id"], iter([b"uploaded bytes"]))  # what a PUT does
+        store.receive_upload(upload["upload_id"], iter([b"uploaded bytes"]))  # what a PUT does
         init = store.initiate_multipart_upload(
             MultipartUploadInitRequest(filename=f"{scope}.mp", mime_type="text/plain", scope=scope, **owner)
         )
         w.multiparts[scope] = init["upload_id"]
-        store._receive_part(init["upload_id"], 1, iter([b"part one"]))  # what a part PUT does
+        store.receive_part(init["upload_id"], 1, iter([b"part one"]))  # what a part PUT does
     return w
 
 

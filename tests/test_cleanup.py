@@ -35,7 +35,7 @@ def world(store: ArtifactStore, clock: Any) -> None:
     upload = store.initiate_multipart_upload(
         MultipartUploadInitRequest(filename="big.bin", mime_type="application/octet-stream", user_id="carol")
     )
-    store._receive_part(upload["upload_id"], 1, iter([b"part"]))
+    store.receive_part(upload["upload_id"], 1, iter([b"part"]))
     clock.advance(store.settings.upload_ttl + 10)  # past every expiry above
     store.store(b"live", mime="text/plain", scope="sandbox")
     store.store(b"fresh session artifact", mime="text/plain", user_id="dave")

@@ -467,7 +467,7 @@ def expired_world(home: Path, store: ArtifactStore, clock: Any) -> dict[str, Any
     short = store.create_session(user_id="v", ttl_hours=0.01)  # 36 s
     in_session = store.store(b"session", mime="text/plain", session_id=short, ttl=None)
     upload = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="big.bin", mime_type="application/octet-stream"))
-    store._receive_part(upload["upload_id"], 1, iter([b"part-bytes"]))
+    store.receive_part(upload["upload_id"], 1, iter([b"part-bytes"]))
     live = [store.store(b"live%d" % i, mime="text/plain", scope="sandbox") for i in range(2)]
     clock.advance(store.settings.upload_ttl + 10)  # past every expiry above; live ones never expire
     return {"expired": expired, "in_session": in_session, "upload": upload, "live": live}

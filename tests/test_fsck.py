@@ -130,14 +130,14 @@ def test_the_report_is_json(store: ArtifactStore) -> None:
 
 def test_parts_of_a_live_multipart_upload_are_referenced(store: ArtifactStore) -> None:
     upload = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="f", mime_type="text/plain"))
-    store._receive_part(upload["upload_id"], 1, iter([b"part one"]))
+    store.receive_part(upload["upload_id"], 1, iter([b"part one"]))
     report = check(store)
     assert report.ok and report.blobs == 1
 
 
 def test_parts_of_an_upload_that_no_longer_exists_are_orphans(store: ArtifactStore) -> None:
     upload = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="f", mime_type="text/plain"))
-    store._receive_part(upload["upload_id"], 1, iter([b"part one"]))
+    store.receive_part(upload["upload_id"], 1, iter([b"part one"]))
     with store.catalog.write() as conn:
         store.catalog.delete_upload(conn, upload["upload_id"])
     (problem,) = check(store).problems

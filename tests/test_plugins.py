@@ -364,10 +364,10 @@ def test_hook_artifact_stored(recorder: Recorder) -> None:
         streamed = store.stream_upload(StreamUploadRequest(data_stream=io.BytesIO(b"s"), mime="text/plain"))
         copied = store.copy_file(one, user_id="alice")
         url, presigned = store.presign_upload_and_register(mime="text/plain", user_id="bob")
-        store._receive_upload(_upload_id(url), iter([b"uploaded"]))
+        store.receive_upload(_upload_id(url), iter([b"uploaded"]))
         init = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="f", mime_type="text/plain", user_id="carol"))
         part = store.get_part_upload_url(init["upload_id"], 1, user_id="carol")
-        etag = store._receive_part(_upload_id(part), 1, iter([b"part"]))
+        etag = store.receive_part(_upload_id(part), 1, iter([b"part"]))
         multipart = store.complete_multipart_upload(
             MultipartUploadCompleteRequest(init["upload_id"], [MultipartUploadPart(1, etag)], user_id="carol")
         )
@@ -484,7 +484,9 @@ def test_events_build_nothing_when_no_plugin_listens(
         def fail(*args: Any) -> Any:
             raise AssertionError("metadata built for an event nobody listens to")
 
-        monkeypatch.setattr(store, "_to_metadata", fail)
+        import chuk_artifacts.events
+
+        monkeypatch.setattr(chuk_artifacts.events, "metadata_from_row", fail)
         monkeypatch.setattr(store.catalog, "get_artifacts_by_row_ids", fail)
         store.store(b"2", mime="text/plain", user_id="alice")
         store.delete(aid)

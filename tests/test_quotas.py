@@ -125,7 +125,7 @@ def test_presigned_upload_registration_is_checked_and_keeps_the_upload(make_stor
     store = make_store(backend, quota_user_bytes=100)
     store.store(b"a" * 50, mime="text/plain", user_id="alice", scope="user")
     url, artifact_id = store.presign_upload(user_id="alice", scope="user", filename="big.bin")
-    store._receive_upload(_upload_id(url), iter([b"u" * 60]))
+    store.receive_upload(_upload_id(url), iter([b"u" * 60]))
     with pytest.raises(QuotaExceededError):
         store.register_uploaded_artifact(artifact_id, mime="text/plain", user_id="alice")
     # nothing lost: once there is room, the same upload registers
@@ -145,7 +145,7 @@ def test_multipart_completion_is_checked(make_store: MakeStore, backend: str) ->
     parts = []
     for n in (1, 2):
         url = store.get_part_upload_url(init["upload_id"], n, user_id="alice")
-        etag = store._receive_part(_upload_id(url), n, iter([bytes([48 + n]) * 60]))
+        etag = store.receive_part(_upload_id(url), n, iter([bytes([48 + n]) * 60]))
         parts.append(MultipartUploadPart(n, etag))
     complete = MultipartUploadCompleteRequest(init["upload_id"], parts, user_id="alice")
     with pytest.raises(QuotaExceededError):
