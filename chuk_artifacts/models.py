@@ -70,12 +70,12 @@ class ArtifactMetadata:
         return getattr(self, name, default)
 
 
-class ArtifactList(list):
+class ArtifactList(list[ArtifactMetadata]):
     """A page of results: a plain list plus ``next_cursor`` (``None`` on the last page)."""
 
     next_cursor: str | None
 
-    def __init__(self, items: Iterable[ArtifactMetadata] = (), next_cursor: str | None = None):
+    def __init__(self, items: Iterable[ArtifactMetadata] = (), next_cursor: str | None = None) -> None:
         super().__init__(items)
         self.next_cursor = next_cursor
 
@@ -88,7 +88,7 @@ class CleanupResult(int):
     uploads: int
     bytes: int
 
-    def __new__(cls, artifacts: int = 0, sessions: int = 0, uploads: int = 0, bytes: int = 0):
+    def __new__(cls, artifacts: int = 0, sessions: int = 0, uploads: int = 0, bytes: int = 0) -> CleanupResult:
         obj = super().__new__(cls, artifacts + sessions + uploads)
         obj.artifacts, obj.sessions, obj.uploads, obj.bytes = artifacts, sessions, uploads, bytes
         return obj

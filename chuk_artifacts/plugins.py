@@ -118,7 +118,7 @@ def _unknown(kind: str, name: str, known: list[str], hints: dict[str, str]) -> I
 
 def make_blobs(settings: Settings) -> Blobs:
     """The byte store for ``settings.storage_provider``, from whichever plugin provides it."""
-    blobs = ensure_plugins_loaded().hook.storage_backend(
+    blobs: Blobs | None = ensure_plugins_loaded().hook.storage_backend(
         provider=settings.storage_provider, settings=settings
     )
     if blobs is None:
