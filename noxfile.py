@@ -1,4 +1,5 @@
-"""Developer and CI tasks: ``nox`` (tests), ``nox -s lint``, ``nox -s wheel``, ``nox -s bench``.
+"""Developer and CI tasks: ``nox`` (tests), ``nox -s lint``, ``nox -s typecheck``, ``nox -s wheel``,
+``nox -s bench``.
 
 Dependency lists come from ``pyproject.toml`` (``[dependency-groups]`` and extras), never from here.
 """
@@ -81,9 +82,20 @@ def plugins(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Static checks."""
+    """Static checks: ruff's lint rules (import sorting included) and its formatting, checked only.
+
+    To fix what it reports: ``ruff check --fix .`` then ``ruff format .``."""
     session.install(*group("lint"))
-    session.run("ruff", "check", *(session.posargs or ["."]))
+    paths = session.posargs or ["."]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy in strict mode on the package (``[tool.mypy]`` in pyproject.toml says what and how)."""
+    install(session, "-e", ".", *group("typecheck"))
+    session.run("mypy", *session.posargs)
 
 
 @nox.session

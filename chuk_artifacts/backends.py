@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .blobs import Blobs, LocalBlobs, MemoryBlobs
 from .config import Settings
 from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .presign import Presigner
+    from .store import ArtifactStore
 
 S3_PROVIDERS = ("s3", "ibm_cos")
 
@@ -39,7 +43,7 @@ def storage_backend(provider: str, settings: Settings) -> Blobs | None:
 
 
 @hookimpl(specname="presigner")
-def native_presigner(store: Any) -> Any:
+def native_presigner(store: ArtifactStore) -> Presigner | None:
     """S3 and IBM COS presign their own URLs (SigV4); tried before the HMAC fallback."""
     if getattr(store.blobs, "native_presign", False) and store.blobs.name in S3_PROVIDERS:
         from .s3 import S3Blobs, S3Presigner
@@ -50,7 +54,7 @@ def native_presigner(store: Any) -> Any:
 
 
 @hookimpl(trylast=True)
-def presigner(store: Any) -> Any:
+def presigner(store: ArtifactStore) -> Presigner:
     """HMAC-signed gateway URLs: the fallback for every backend without native presigning."""
     from .presign import HmacPresigner
 

@@ -19,6 +19,9 @@ from .errors import ArtifactStoreError, ProviderError
 
 __all__ = ["Blobs", "MemoryBlobs", "LocalBlobs"]
 
+#: An fsspec ``AbstractFileSystem``. fsspec publishes no type information, so to mypy it is ``Any``.
+FileSystem = Any
+
 
 @contextlib.contextmanager
 def _provider_errors(action: str, key: str) -> Iterator[None]:
@@ -46,7 +49,7 @@ class Blobs:
     #: writes need no intents (``writes.Writer``) and nothing here ever blocks on I/O.
     volatile = False
 
-    def __init__(self, fs: Any, root: str = "") -> None:
+    def __init__(self, fs: FileSystem, root: str = "") -> None:
         self.fs = fs
         self.root = root.rstrip("/")
 
@@ -91,11 +94,13 @@ class Blobs:
 
     def get(self, key: str) -> bytes:
         with _provider_errors("read", key):
-            return self.fs.cat_file(self.path(key))
+            data: bytes = self.fs.cat_file(self.path(key))
+            return data
 
     def open_read(self, key: str) -> IO[bytes]:
         with _provider_errors("read", key):
-            return self.fs.open(self.path(key), "rb")
+            f: IO[bytes] = self.fs.open(self.path(key), "rb")
+            return f
 
     def size(self, key: str) -> int | None:
         """The object's size, or ``None`` if there is no object at ``key``."""

@@ -41,9 +41,14 @@ class AccessDeniedError(ArtifactStoreError):
 
 
 class ProviderError(ArtifactStoreError):
-    """The storage backend or catalog failed (network, permissions, disk)."""
+    """The storage backend or catalog failed (network, permissions, disk).
+
+    ``reason`` says which failure it was where the backend can tell (S3: ``bucket_missing``,
+    ``access_denied``, ``no_credentials``, ``endpoint_unreachable``), else ``error``.
+    """
 
     http_status = 502
+    reason: str = "error"
 
 
 class SessionError(ArtifactStoreError):

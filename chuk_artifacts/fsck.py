@@ -279,10 +279,10 @@ def _check_blobs(
             modified = store.blobs.modified(key)
             if modified is None and not store.blobs.exists(key):
                 continue  # deleted since the listing
-            age = now - modified if modified is not None else None
+            orphan_age = now - modified if modified is not None else None
             kind = "orphan-part" if key.startswith(parts_prefix) else "orphan"
             what = "part of no upload" if kind == "orphan-part" else "no artifact row or upload names it"
-            found.append(Problem(kind, key, _artifact_id_of(key), f"{what}, {_age(age)}"))
+            found.append(Problem(kind, key, _artifact_id_of(key), f"{what}, {_age(orphan_age)}"))
         for problem in found:
             if repair:
                 problem.action = _repair_blob(store, problem, report, grace=grace, now=now, delete=delete,

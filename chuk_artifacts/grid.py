@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from .errors import InvalidArgumentError
 
@@ -33,7 +33,7 @@ _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9!#$&^_.+*-]+(;[ 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def validate_id(value: Any, what: str = "id") -> str:
+def validate_id(value: object, what: str = "id") -> str:
     """Return ``value`` if it is a safe id, else raise ``InvalidArgumentError`` saying why."""
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a string, not {type(value).__name__}")
@@ -49,8 +49,8 @@ def validate_id(value: Any, what: str = "id") -> str:
     return value
 
 
-def validate_scope(scope: Any) -> str:
-    if scope not in SCOPES:
+def validate_scope(scope: object) -> str:
+    if not isinstance(scope, str) or scope not in SCOPES:
         raise InvalidArgumentError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     return scope
 
@@ -67,7 +67,7 @@ def validate_text(text: str, what: str) -> str:
     return text
 
 
-def _json_strings(value: Any) -> Iterator[str]:
+def _json_strings(value: object) -> Iterator[str]:
     """Every key and string value inside a JSON value."""
     if isinstance(value, str):
         yield value
@@ -80,7 +80,7 @@ def _json_strings(value: Any) -> Iterator[str]:
             yield from _json_strings(v)
 
 
-def validate_filename(filename: Any) -> str | None:
+def validate_filename(filename: object) -> str | None:
     """Filenames are metadata: any text without control characters, ``..`` or absolute paths."""
     if filename is None:
         return None
@@ -97,13 +97,13 @@ def validate_filename(filename: Any) -> str | None:
     return validate_text(filename, "filename")
 
 
-def validate_mime(mime: Any) -> str:
+def validate_mime(mime: object) -> str:
     if not isinstance(mime, str) or len(mime) > 255 or not _MIME.fullmatch(mime):
         raise InvalidArgumentError(f"mime must be a MIME type such as 'text/plain', not {mime!r}")
     return mime
 
 
-def validate_summary(summary: Any) -> str:
+def validate_summary(summary: object) -> str:
     if not isinstance(summary, str):
         raise InvalidArgumentError("summary must be a string")
     if len(summary) > MAX_SUMMARY_LENGTH:
@@ -115,12 +115,12 @@ def _check_shape(meta: dict[str, Any], max_bytes: int) -> None:
     """Refuse values nested deeper than ``MAX_META_DEPTH`` or with more containers and items
     than ``max_bytes`` (each takes at least one byte of JSON), before anything recurses into
     them: a self-referencing or widely shared structure is refused here in bounded time."""
-    stack: list[tuple[Any, int]] = [(meta, 1)]
+    stack: list[tuple[object, int]] = [(meta, 1)]
     seen = 0
     while stack:
         value, depth = stack.pop()
         if isinstance(value, dict):
-            children: Any = value.values()
+            children: Collection[object] = value.values()
         elif isinstance(value, (list, tuple)):
             children = value
         else:
@@ -133,7 +133,7 @@ def _check_shape(meta: dict[str, Any], max_bytes: int) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
-def validate_meta(meta: Any, max_bytes: int) -> dict[str, Any]:
+def validate_meta(meta: object, max_bytes: int) -> dict[str, Any]:
     """User metadata: a JSON object of at most ``max_bytes`` once encoded, nested at most
     ``MAX_META_DEPTH`` levels."""
     if meta is None:
@@ -151,7 +151,8 @@ def validate_meta(meta: Any, max_bytes: int) -> dict[str, Any]:
         validate_text(text, "meta")
     if len(encoded.encode()) > max_bytes:
         raise InvalidArgumentError(f"meta is larger than {max_bytes} bytes once encoded as JSON")
-    return json.loads(encoded)  # a private copy with JSON types only
+    copy: dict[str, Any] = json.loads(encoded)  # a private copy with JSON types only
+    return copy
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ hookimpl = pluggy.HookimplMarker("chuk_artifacts")
 @hookspec
 def storage_providers() -> list[str]:
     """Names of the storage providers this plugin implements (for listings and error messages)."""
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations only
 
 
 @hookspec(firstresult=True)
@@ -51,6 +52,7 @@ def storage_backend(provider: str, settings: Settings) -> Blobs | None:
 @hookspec
 def session_providers() -> list[str]:
     """Names of the session providers this plugin implements (for listings and error messages)."""
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations only
 
 
 @hookspec(firstresult=True)

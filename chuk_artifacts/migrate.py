@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection, Engine
 
 EngineOrUrl = Union["Engine", str]
@@ -107,7 +108,7 @@ def current_revision(engine_or_url: EngineOrUrl) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def _scripts():
+def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
@@ -124,7 +125,7 @@ def head_revision() -> str:
 def history() -> list[tuple[str, str | None, str]]:
     """Every shipped revision, oldest first, as ``(revision, down_revision, doc)``."""
     scripts = list(_scripts().walk_revisions())  # newest first
-    rows = []
+    rows: list[tuple[str, str | None, str]] = []
     for script in reversed(scripts):
         down = script.down_revision
         if isinstance(down, (tuple, list)):  # a merge point

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, AsyncIterable, Callable, Final, Iterable, Iterator, Protocol, Union
 
 from .errors import InvalidArgumentError
 
@@ -23,6 +24,19 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[int, "int | None"], None]
+
+#: A chunk of an upload: bytes, or a buffer that is copied into bytes.
+Chunk = Union[bytes, bytearray, memoryview]
+
+
+class BinaryReader(Protocol):
+    """A binary file object, as far as an upload reads it."""
+
+    def read(self, size: int, /) -> Chunk: ...
+
+
+#: What ``StreamUploadRequest.data_stream`` may be (the async iterable through the async facade).
+DataStream = Union[Iterable[Chunk], BinaryReader, AsyncIterable[Chunk]]
 
 
 def iso(ts: float | None) -> str | None:
@@ -106,12 +120,12 @@ class SignedBlob:
     read: Callable[[int, int, int], Iterator[bytes]]
 
 
-class ArtifactList(list):
+class ArtifactList(list[ArtifactMetadata]):
     """A page of results: a plain list plus ``next_cursor`` (``None`` on the last page)."""
 
     next_cursor: str | None
 
-    def __init__(self, items: Iterable[ArtifactMetadata] = (), next_cursor: str | None = None):
+    def __init__(self, items: Iterable[ArtifactMetadata] = (), next_cursor: str | None = None) -> None:
         super().__init__(items)
         self.next_cursor = next_cursor
 
@@ -124,7 +138,7 @@ class CleanupResult(int):
     uploads: int
     bytes: int
 
-    def __new__(cls, artifacts: int = 0, sessions: int = 0, uploads: int = 0, bytes: int = 0):
+    def __new__(cls, artifacts: int = 0, sessions: int = 0, uploads: int = 0, bytes: int = 0) -> CleanupResult:
         obj = super().__new__(cls, artifacts + sessions + uploads)
         obj.artifacts, obj.sessions, obj.uploads, obj.bytes = artifacts, sessions, uploads, bytes
         return obj
@@ -144,7 +158,18 @@ class CleanupResult(int):
         }
 
 
-_DEFAULT = object()
+class _Default(enum.Enum):
+    """The type of ``_DEFAULT``: "argument not given", where ``None`` means something else."""
+
+    DEFAULT = "DEFAULT"
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT: Final = _Default.DEFAULT
+#: A ``ttl`` argument: seconds, ``None`` (never expires) or not given (the store's default).
+Ttl = Union[int, None, _Default]
 
 
 @dataclass
@@ -152,14 +177,14 @@ class StreamUploadRequest:
     """A streaming upload. ``data_stream``: an iterable of bytes, a binary file object, or
     (through the async facade) an async iterable of bytes."""
 
-    data_stream: Any
+    data_stream: DataStream
     mime: str
     summary: str = ""
     filename: str | None = None
     session_id: str | None = None
     user_id: str | None = None
     scope: str = "session"
-    ttl: Any = _DEFAULT
+    ttl: Ttl = _DEFAULT
     meta: dict[str, Any] | None = None
     content_length: int | None = None
     progress_callback: ProgressCallback | None = None
@@ -186,7 +211,7 @@ class MultipartUploadInitRequest:
     user_id: str | None = None
     session_id: str | None = None
     scope: str = "session"
-    ttl: Any = _DEFAULT
+    ttl: Ttl = _DEFAULT
     meta: dict[str, Any] | None = None
     summary: str = ""
 
@@ -208,13 +233,13 @@ class MultipartUploadCompleteRequest:
     session_id: str | None = None
 
 
-def check_request(request: Any, cls: type, method: str) -> None:
+def check_request(request: object, cls: type, method: str) -> None:
     """``InvalidArgumentError`` unless ``request`` is a ``cls``."""
     if not isinstance(request, cls):
         raise InvalidArgumentError(f"{method} takes a {cls.__name__}, not {type(request).__name__}")
 
 
-def chunks_of(stream: Any, chunk_size: int) -> Iterator[bytes]:
+def chunks_of(stream: object, chunk_size: int) -> Iterator[bytes]:
     """Yield bytes from an iterable of bytes or a binary file object (anything else in it is an
     ``InvalidArgumentError``)."""
     if hasattr(stream, "read"):
@@ -228,7 +253,7 @@ def chunks_of(stream: Any, chunk_size: int) -> Iterator[bytes]:
             yield _chunk_bytes(chunk)
 
 
-def _chunk_bytes(chunk: Any) -> bytes:
+def _chunk_bytes(chunk: object) -> bytes:
     if isinstance(chunk, bytes):
         return chunk
     if isinstance(chunk, (bytearray, memoryview)):

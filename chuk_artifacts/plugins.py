@@ -104,8 +104,8 @@ def _load(config: PluginSettings) -> None:
 
 def known_providers() -> list[str]:
     """Every storage provider name some registered plugin implements."""
-    names = {n for names in ensure_plugins_loaded().hook.storage_providers() for n in names}
-    return sorted(names)
+    answers: list[list[str]] = ensure_plugins_loaded().hook.storage_providers()
+    return sorted({n for names in answers for n in names})
 
 
 def _unknown(kind: str, name: str, known: list[str], hints: dict[str, str]) -> InvalidArgumentError:
@@ -118,7 +118,7 @@ def _unknown(kind: str, name: str, known: list[str], hints: dict[str, str]) -> I
 
 def make_blobs(settings: Settings) -> Blobs:
     """The byte store for ``settings.storage_provider``, from whichever plugin provides it."""
-    blobs = ensure_plugins_loaded().hook.storage_backend(
+    blobs: Blobs | None = ensure_plugins_loaded().hook.storage_backend(
         provider=settings.storage_provider, settings=settings
     )
     if blobs is None:
@@ -131,8 +131,8 @@ def make_blobs(settings: Settings) -> Blobs:
 
 def known_session_providers() -> list[str]:
     """Every session provider name some registered plugin implements."""
-    names = {n for names in ensure_plugins_loaded().hook.session_providers() for n in names}
-    return sorted(names)
+    answers: list[list[str]] = ensure_plugins_loaded().hook.session_providers()
+    return sorted({n for names in answers for n in names})
 
 
 def check_session_provider(name: str) -> None:
@@ -147,7 +147,7 @@ def make_sessions(settings: Settings, catalog: Catalog) -> SessionProvider:
     from .sessions import SessionProvider
 
     name = settings.session_provider
-    provider = ensure_plugins_loaded().hook.session_provider(
+    provider: object = ensure_plugins_loaded().hook.session_provider(
         name=name, settings=settings, catalog=catalog, sandbox_id=settings.sandbox_id
     )
     if provider is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator, Protocol
 
 from .blobs import Blobs
 from .errors import ArtifactNotFoundError, ArtifactStoreError, InvalidArgumentError, ProviderError
@@ -91,13 +91,20 @@ def _no_expect_continue(request: Any, **_: Any) -> None:
     request.headers.pop("Expect", None)  # not a signed header: the signature stays valid
 
 
-def _client_error(exc: BaseException) -> Any:
+class _ServiceError(Protocol):
+    """What is read of a botocore ``ClientError``: the service's parsed error answer."""
+
+    response: dict[str, Any]
+
+
+def _client_error(exc: BaseException) -> _ServiceError | None:
     """The botocore ``ClientError`` behind ``exc`` (s3fs wraps them in OSErrors), if any."""
     seen = 0
-    while exc is not None and seen < 10:
-        if hasattr(exc, "response") and isinstance(exc.response, dict):
-            return exc
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if hasattr(current, "response") and isinstance(current.response, dict):
+            return current
+        current = current.__cause__ or current.__context__
         seen += 1
     return None
 
@@ -113,9 +120,10 @@ def _code(exc: BaseException) -> str | None:
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen = 0
-    while exc is not None and seen < 10:
-        yield exc
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        yield current
+        current = current.__cause__ or current.__context__
         seen += 1
 
 
@@ -250,7 +258,7 @@ class S3Blobs(Blobs):
             target = f" {key!r}" if key else ""
             message = f"{self.name} failed to {action}{target}: {code or type(exc).__name__}: {exc}"
         error = ProviderError(message)
-        error.reason = reason  # type: ignore[attr-defined]
+        error.reason = reason
         return error
 
     def _bucket_exists(self) -> bool:
@@ -293,7 +301,8 @@ class S3Blobs(Blobs):
         """The object's ``head_object`` answer, or ``None`` if there is none."""
         try:
             with self._errors("stat", key):
-                return self.fs.call_s3("head_object", Bucket=self.bucket, Key=key)
+                head: dict[str, Any] = self.fs.call_s3("head_object", Bucket=self.bucket, Key=key)
+                return head
         except FileNotFoundError:
             return None
 
@@ -337,12 +346,14 @@ class S3Blobs(Blobs):
 
     def get(self, key: str) -> bytes:
         with self._errors("read", key):
-            return self.fs.cat_file(self.path(key))
+            data: bytes = self.fs.cat_file(self.path(key))
+            return data
 
     def open_read(self, key: str) -> IO[bytes]:
         """A seekable file that fetches one block per ranged GET (``seek`` then ``read``)."""
         with self._errors("read", key):
-            return self.fs.open(self.path(key), "rb", block_size=self.block_size, cache_type="readahead")
+            f: IO[bytes] = self.fs.open(self.path(key), "rb", block_size=self.block_size, cache_type="readahead")
+            return f
 
     def size(self, key: str) -> int | None:
         head = self._head(key)
@@ -392,7 +403,7 @@ class S3Blobs(Blobs):
                     f"{self.name} failed to delete {len(errors)} of {len(batch)} objects, first "
                     f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message', '')}".rstrip()
                 )
-                error.reason = "access_denied" if first.get("Code") in _DENIED else "error"  # type: ignore[attr-defined]
+                error.reason = "access_denied" if first.get("Code") in _DENIED else "error"
                 raise error
 
     # -- native multipart -----------------------------------------------------------------
@@ -401,7 +412,8 @@ class S3Blobs(Blobs):
         """Start an S3 multipart upload at ``key``; returns S3's upload id."""
         with self._errors("start a multipart upload at", key, missing_ok=False):
             out = self.fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=key, ContentType=mime)
-        return out["UploadId"]
+        upload_id: str = out["UploadId"]
+        return upload_id
 
     def complete_multipart(self, key: str, backend_upload_id: str, parts: list[tuple[int, str]]) -> None:
         """S3's CompleteMultipartUpload; S3 checks every ETag and part size.
@@ -441,9 +453,10 @@ class S3Blobs(Blobs):
     def presign(self, operation: str, params: dict[str, Any], expires: int) -> str:
         """A SigV4 URL for ``operation`` (``get_object``, ``put_object``, ``upload_part``)."""
         try:
-            return self._presigning_client().generate_presigned_url(
+            url: str = self._presigning_client().generate_presigned_url(
                 operation, Params={"Bucket": self.bucket, **params}, ExpiresIn=expires
             )
+            return url
         except Exception as exc:
             raise self._provider_error("presign", params.get("Key"), exc) from None
 

@@ -38,8 +38,8 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
@@ -49,7 +49,12 @@ from .hookspecs import hookimpl
 from .models import StreamDownloadRequest, StreamUploadRequest
 from .sessions import SessionProvider
 
-__all__ = ["BackendConformance", "Clock", "SessionProviderConformance"]
+if TYPE_CHECKING:
+    from .catalog import Row
+    from .config import Settings
+    from .store import ArtifactStore
+
+__all__ = ["BackendConformance", "Clock", "MakeProvider", "SessionFactory", "SessionProviderConformance"]
 
 _SESSION_FIELDS = {"sandbox_id", "session_id", "user_id", "created_at", "last_accessed_at", "expires_at", "ttl", "meta"}
 
@@ -89,7 +94,7 @@ class _OneBackend:
         return [self.name]
 
     @hookimpl
-    def storage_backend(self, provider: str, settings: Any) -> Blobs | None:
+    def storage_backend(self, provider: str, settings: Settings) -> Blobs | None:
         return self.blobs if provider == self.name else None
 
 
@@ -97,11 +102,11 @@ class BackendConformance(_KitFixtures):
     """What every byte store must do, and what a store on it must do end to end."""
 
     @pytest.fixture
-    def blobs(self, store: Any) -> Blobs:
+    def blobs(self, store: ArtifactStore) -> Blobs:
         return store.blobs
 
     @pytest.fixture
-    def store(self, blobs: Blobs) -> Iterator[Any]:
+    def store(self, blobs: Blobs) -> Iterator[ArtifactStore]:
         from .plugins import ensure_plugins_loaded
         from .store import ArtifactStore
 
@@ -195,7 +200,7 @@ class BackendConformance(_KitFixtures):
 
     # -- a store on the backend ----------------------------------------------------------
 
-    def test_store_round_trip_records_size_and_sha256(self, store: Any) -> None:
+    def test_store_round_trip_records_size_and_sha256(self, store: ArtifactStore) -> None:
         data = b"conformance" * 100
         aid = store.store(data, mime="application/octet-stream", user_id="alice")
         meta = store.metadata(aid)
@@ -204,7 +209,7 @@ class BackendConformance(_KitFixtures):
         assert meta.storage_provider == store.storage_provider
         assert store.blobs.get(meta.key) == data
 
-    def test_streamed_upload_and_download_round_trip(self, store: Any) -> None:
+    def test_streamed_upload_and_download_round_trip(self, store: ArtifactStore) -> None:
         data = bytes(range(256)) * 4096  # 1 MiB
         aid = store.stream_upload(
             StreamUploadRequest(data_stream=io.BytesIO(data), mime="application/octet-stream",
@@ -214,19 +219,19 @@ class BackendConformance(_KitFixtures):
         assert b"".join(chunks) == data
         assert max(len(c) for c in chunks) <= 100_000
 
-    def test_update_file_replaces_the_bytes(self, store: Any) -> None:
+    def test_update_file_replaces_the_bytes(self, store: ArtifactStore) -> None:
         aid = store.store(b"v1", mime="text/plain", user_id="alice")
         store.update_file(aid, data=b"version two")
         assert store.retrieve(aid) == b"version two"
         assert store.metadata(aid).bytes == len(b"version two")
 
-    def test_delete_removes_the_bytes(self, store: Any) -> None:
+    def test_delete_removes_the_bytes(self, store: ArtifactStore) -> None:
         aid = store.store(b"gone soon", mime="text/plain", user_id="alice")
         key = store.metadata(aid).key
         assert store.delete(aid) is True
         assert key not in set(store.blobs.keys("grid/"))
 
-    def test_cleanup_removes_expired_bytes(self, store: Any, clock: Clock) -> None:
+    def test_cleanup_removes_expired_bytes(self, store: ArtifactStore, clock: Clock) -> None:
         expired = store.store(b"short-lived", mime="text/plain", user_id="alice", ttl=60)
         kept = store.store(b"kept", mime="text/plain", user_id="alice", ttl=None)
         key = store.metadata(expired).key
@@ -239,13 +244,32 @@ class BackendConformance(_KitFixtures):
 # -- session providers -------------------------------------------------------------------------
 
 
+class SessionFactory(Protocol):
+    """The ``sessions`` fixture: makes a provider of one sandbox's sessions."""
+
+    def __call__(self, *, sandbox_id: str, ttl_seconds: float) -> SessionProvider: ...
+
+
+class MakeProvider(Protocol):
+    """The kit's ``make`` fixture: ``make(sandbox=None, ttl=TTL)``."""
+
+    def __call__(self, sandbox: str | None = None, ttl: float = ...) -> SessionProvider: ...
+
+
+def _existing(provider: SessionProvider, session_id: str) -> Row:
+    """``provider.get(session_id)`` of a session the test expects to be there."""
+    row = provider.get(session_id)
+    assert row is not None, f"session {session_id!r} not found"
+    return row
+
+
 class SessionProviderConformance(_KitFixtures):
     """What every session provider must do for ``ArtifactStore`` (see ``SessionProvider``)."""
 
     TTL = 3600.0
 
     @pytest.fixture
-    def make(self, sessions: Callable[..., SessionProvider]) -> Iterator[Callable[..., SessionProvider]]:
+    def make(self, sessions: SessionFactory) -> Iterator[MakeProvider]:
         """``make(sandbox=None, ttl=TTL)``: a provider (closed after the test); a fresh sandbox
         id unless one is given, so several calls can share a sandbox."""
         made: list[SessionProvider] = []
@@ -260,7 +284,7 @@ class SessionProviderConformance(_KitFixtures):
             provider.close()
 
     @pytest.fixture
-    def provider(self, make: Callable[..., SessionProvider]) -> SessionProvider:
+    def provider(self, make: MakeProvider) -> SessionProvider:
         return make()
 
     # -- shape ---------------------------------------------------------------------------
@@ -293,24 +317,24 @@ class SessionProviderConformance(_KitFixtures):
 
     def test_a_session_without_a_user_has_user_id_none(self, provider: SessionProvider) -> None:
         row = provider.create()
-        assert provider.get(row["session_id"])["user_id"] is None
+        assert _existing(provider, row["session_id"])["user_id"] is None
 
     def test_create_with_an_explicit_id(self, provider: SessionProvider) -> None:
         assert provider.create("alice", session_id="my-session")["session_id"] == "my-session"
-        assert provider.get("my-session")["user_id"] == "alice"
+        assert _existing(provider, "my-session")["user_id"] == "alice"
 
     def test_create_refuses_an_id_that_is_live(self, provider: SessionProvider) -> None:
         provider.create("alice", session_id="taken")
         with pytest.raises(SessionError):
             provider.create("bob", session_id="taken")
-        assert provider.get("taken")["user_id"] == "alice"
+        assert _existing(provider, "taken")["user_id"] == "alice"
 
     def test_create_replaces_an_expired_session(self, provider: SessionProvider, clock: Clock) -> None:
         provider.create("alice", session_id="reused", ttl_seconds=60.0)
         clock.advance(61)
         row = provider.create("bob", session_id="reused")
         assert row["user_id"] == "bob"
-        assert provider.get("reused")["user_id"] == "bob"
+        assert _existing(provider, "reused")["user_id"] == "bob"
 
     # -- for_user ------------------------------------------------------------------------
 
@@ -338,7 +362,7 @@ class SessionProviderConformance(_KitFixtures):
         assert new["session_id"] != old
         assert new.get("created") is True
 
-    def test_for_user_under_concurrency_yields_one_session(self, make: Callable[..., SessionProvider]) -> None:
+    def test_for_user_under_concurrency_yields_one_session(self, make: MakeProvider) -> None:
         sandbox = f"conf-{uuid.uuid4().hex[:10]}"
         providers = [make(sandbox) for _ in range(4)]  # like four processes sharing the backing store
         barrier = threading.Barrier(16)
@@ -388,7 +412,7 @@ class SessionProviderConformance(_KitFixtures):
         clock.advance(20)  # 40 s left: less than half
         slid = provider.touch(row, clock.now)
         assert slid["expires_at"] == pytest.approx(clock.now + 100.0, abs=1e-3)
-        assert provider.get(row["session_id"])["expires_at"] == pytest.approx(clock.now + 100.0, abs=1e-3)
+        assert _existing(provider, row["session_id"])["expires_at"] == pytest.approx(clock.now + 100.0, abs=1e-3)
 
     def test_using_a_session_keeps_it_alive(self, provider: SessionProvider, clock: Clock) -> None:
         sid = provider.for_user("alice")["session_id"]
@@ -412,7 +436,7 @@ class SessionProviderConformance(_KitFixtures):
         sid = provider.create("alice", meta={"a": 1})["session_id"]
         later = clock.now + 2 * self.TTL
         assert provider.update(sid, {"meta": {"a": 2, "b": "ü"}, "expires_at": later, "last_accessed_at": clock.now})
-        row = provider.get(sid)
+        row = _existing(provider, sid)
         assert row["meta"] == {"a": 2, "b": "ü"}
         assert row["expires_at"] == pytest.approx(later, abs=1e-3)
         clock.advance(1.5 * self.TTL)
@@ -461,7 +485,7 @@ class SessionProviderConformance(_KitFixtures):
 
     # -- sharing and isolation -----------------------------------------------------------
 
-    def test_providers_of_one_sandbox_share_sessions(self, make: Callable[..., SessionProvider]) -> None:
+    def test_providers_of_one_sandbox_share_sessions(self, make: MakeProvider) -> None:
         sandbox = f"conf-{uuid.uuid4().hex[:10]}"
         one, two = make(sandbox), make(sandbox)
         sid = one.for_user("alice")["session_id"]
@@ -469,11 +493,11 @@ class SessionProviderConformance(_KitFixtures):
         assert two.delete(sid) is True
         assert one.get(sid) is None
 
-    def test_sandboxes_are_isolated(self, make: Callable[..., SessionProvider]) -> None:
+    def test_sandboxes_are_isolated(self, make: MakeProvider) -> None:
         x, y = make(), make()
         sid = x.create("alice", session_id="same-id")["session_id"]
         assert y.get(sid) is None
         assert y.create("bob", session_id="same-id")["user_id"] == "bob"
-        assert x.get(sid)["user_id"] == "alice"
+        assert _existing(x, sid)["user_id"] == "alice"
         assert x.for_user("carol")["session_id"] != y.for_user("carol")["session_id"]
         assert x.count_live(time.time()) == 2 and y.count_live(time.time()) == 2
