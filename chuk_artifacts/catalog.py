@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     or_,
     select,
     update,
@@ -57,6 +58,17 @@ _OUR_TABLES = {t.name for t in schema.Base.metadata.sorted_tables}
 _GET_ARTIFACT = select(artifacts).where(artifacts.c.artifact_id == bindparam("artifact_id"))
 _GET_ARTIFACT_FOR_UPDATE = _GET_ARTIFACT.with_for_update()
 _GET_ARTIFACT_BY_KEY = select(artifacts).where(artifacts.c.key == bindparam("key"))
+# The session and the artifact of a request in one statement (both outer-joined to one row, so
+# that either may be missing); the session's columns are prefixed ``s__``.
+_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+_SESSION_AND_ARTIFACT = select(
+    *[c.label(f"s__{c.name}") for c in sessions.c], *artifacts.c
+).select_from(
+    _ONE_ROW.outerjoin(
+        sessions,
+        and_(sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")),
+    ).outerjoin(artifacts, artifacts.c.artifact_id == bindparam("artifact_id"))
+)
 _INSERT_ARTIFACT = insert(artifacts)
 _INSERT_META = insert(artifact_meta)
 _GET_SESSION = select(sessions).where(
@@ -203,6 +215,7 @@ class _Compiled(NamedTuple):
     json_binds: tuple[str, ...]  # parameters the driver gets as JSON text
     json_columns: tuple[str, ...]  # result columns decoded from JSON text
     defaults: Row  # values bound in the statement itself (a LIMIT, a literal)
+    names: list[str]  # the result's column names, as the driver reports them
 
 
 def _bind(compiled: _Compiled, params: Row) -> Any:
@@ -219,8 +232,8 @@ def _bind(compiled: _Compiled, params: Row) -> Any:
     return params
 
 
-def _decode(compiled: _Compiled, names: list[str], values: Sequence[Any]) -> Row:
-    row = dict(zip(names, values))
+def _decode(compiled: _Compiled, values: Sequence[Any]) -> Row:
+    row = dict(zip(compiled.names, values))
     for name in compiled.json_columns:
         value = row.get(name)
         if isinstance(value, (str, bytes)):
@@ -262,9 +275,8 @@ class Tx:
         values = cursor.fetchone()
         if values is None:
             return None
-        names = [d[0] for d in cursor.description]
         cursor.fetchall()  # the rest, if any: the statement must run to its end
-        return _decode(compiled, names, values)
+        return _decode(compiled, values)
 
 
 def _rowcount(conn: Connection | Tx, stmt: Any, params: Row) -> int:
@@ -310,7 +322,7 @@ class Catalog:
             threading.RLock() if self.in_memory else contextlib.nullcontext()
         )
         self.engine = self._create_engine(prepare_connection)
-        #: ``id(statement)`` → its compiled form, for ``Tx`` and ``fetch_each`` (prebuilt
+        #: ``id(statement)`` → its compiled form, for ``Tx`` and ``fetch_one`` (prebuilt
         #: statements only: each entry keeps its statement, so an id is never reused).
         self._compiled_cache: dict[int, _Compiled] = {}
         #: Driver connections of the request path: SQLite files keep one per thread (WAL lets
@@ -463,7 +475,7 @@ class Catalog:
         if compiled is not None and compiled.statement is stmt:
             return compiled
         if len(self._compiled_cache) > 1000:
-            raise RuntimeError("Tx and fetch_each take prebuilt (module-level) statements only")
+            raise RuntimeError("Tx and fetch_one take prebuilt (module-level) statements only")
         form = stmt.compile(dialect=self.engine.dialect)
         order = tuple(form.positiontup) if form.positional else None
         json_binds = tuple(
@@ -478,7 +490,8 @@ class Catalog:
         defaults = {
             name: bind.value for name, bind in form.binds.items() if not bind.required and bind.callable is None
         }
-        compiled = _Compiled(stmt, form.string, order, json_binds, json_columns, defaults)
+        names = [c.name for c in columns]
+        compiled = _Compiled(stmt, form.string, order, json_binds, json_columns, defaults, names)
         self._compiled_cache[id(stmt)] = compiled
         return compiled
 
@@ -517,32 +530,32 @@ class Catalog:
         """The first row of one prebuilt ``SELECT`` of the request path, run on the driver
         without an explicit transaction (a single statement reads one consistent snapshot on
         its own: SQLite in autocommit mode, PostgreSQL in its implicit transaction, rolled back
-        when the connection goes back to the pool)."""
-        return self.fetch_each([(stmt, params)])[0]
-
-    def fetch_each(self, queries: Sequence[tuple[Any, dict[str, Any]]]) -> list[Row | None]:
-        """``fetch_one`` of each query, in order, on one connection (each its own snapshot)."""
-        prepared = [(c, _bind(c, params)) for c, params in ((self._compiled(q), p) for q, p in queries)]
-        rows: list[Row | None] = []
+        right after)."""
+        compiled = self._compiled(stmt)
+        args = _bind(compiled, params)
         dbapi = self.engine.dialect.loaded_dbapi
+        if self._closed:
+            raise ProviderError(f"catalog {self.safe_url} is closed")
         try:
-            with self._driver() as conn:
-                cursor = conn.cursor()
-                try:
-                    for compiled, args in prepared:
+            if self.in_memory:
+                with self._lock:
+                    values = self._shared.execute(compiled.sql, args).fetchone()
+            elif self.is_sqlite:
+                holder = getattr(self._local, "holder", None)
+                conn = holder.conn if holder is not None else self._thread_connection()
+                values = conn.execute(compiled.sql, args).fetchone()
+            else:
+                with self._driver() as conn:
+                    cursor = conn.cursor()
+                    try:
                         cursor.execute(compiled.sql, args)
                         values = cursor.fetchone()
-                        if values is None:
-                            rows.append(None)
-                        else:
-                            rows.append(_decode(compiled, [d[0] for d in cursor.description], values))
-                finally:
-                    cursor.close()
-                if not self.is_sqlite:
+                    finally:
+                        cursor.close()
                     conn.rollback()
         except dbapi.Error as exc:
             raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
-        return rows
+        return None if values is None else _decode(compiled, values)
 
     def close(self) -> None:
         self._closed = True
@@ -623,12 +636,22 @@ class Catalog:
     def session_and_artifact(
         self, sandbox_id: str, session_id: str, artifact_id: str
     ) -> tuple[Row | None, Row | None]:
-        """The rows of a session and an artifact, read with one checkout (``fetch_each``)."""
-        session, artifact = self.fetch_each([
-            (_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id}),
-            (_GET_ARTIFACT, {"artifact_id": artifact_id}),
-        ])
-        return session, artifact
+        """The rows of a session and an artifact, read in one statement (``fetch_one``)."""
+        both = self.fetch_one(
+            _SESSION_AND_ARTIFACT, {"sandbox_id": sandbox_id, "session_id": session_id, "artifact_id": artifact_id}
+        )
+        assert both is not None  # one row, whatever exists
+        session: Row = {}
+        artifact: Row = {}
+        for name, value in both.items():
+            if name.startswith("s__"):
+                session[name[3:]] = value
+            else:
+                artifact[name] = value
+        return (
+            session if session["session_id"] is not None else None,
+            artifact if artifact["artifact_id"] is not None else None,
+        )
 
     def get_artifact(self, conn: Connection | Tx, artifact_id: str, *, for_update: bool = False) -> Row | None:
         """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""

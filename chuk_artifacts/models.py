@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterable, Callable, Final, Iterable, Iterator, Protocol, Union
@@ -43,6 +44,11 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds → ISO 8601 in UTC (``...Z``), as the published package reports times."""
     if ts is None:
         return None
+    return _iso(ts)
+
+
+@functools.lru_cache(maxsize=4096)  # an artifact's times are read far more often than written
+def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
@@ -88,7 +94,10 @@ class ArtifactMetadata:
 
 def metadata_from_row(row: dict[str, Any]) -> ArtifactMetadata:
     """The public form of one catalog row of the ``artifacts`` table."""
-    return ArtifactMetadata(
+    # Built without the frozen dataclass's ``__init__`` (a guarded ``setattr`` per field): this
+    # runs for every artifact every read or listing returns. The fields are those of the class.
+    metadata = object.__new__(ArtifactMetadata)
+    metadata.__dict__.update(
         artifact_id=row["artifact_id"],
         session_id=row["session_id"],
         sandbox_id=row["sandbox_id"],
@@ -99,16 +108,17 @@ def metadata_from_row(row: dict[str, Any]) -> ArtifactMetadata:
         filename=row["filename"],
         bytes=row["bytes"],
         sha256=row["sha256"],
-        stored_at=iso(row["stored_at"]),  # type: ignore[arg-type]
+        stored_at=iso(row["stored_at"]),
         ttl=row["ttl"],
         scope=row["scope"],
         owner_id=row["owner_id"],
         storage_provider=row["storage_provider"],
         session_provider=row["session_provider"],
-        updated_at=iso(row["updated_at"]),  # type: ignore[arg-type]
+        updated_at=iso(row["updated_at"]),
         expires_at=iso(row["expires_at"]),
         version=row["version"],
     )
+    return metadata
 
 
 @dataclass(frozen=True)
