@@ -10,14 +10,15 @@ Where a call runs
 -----------------
 ``_run`` asks the sync store (or identity view) ``runs_inline(name)`` just before each call:
 
-* ``True``: the store promises that the call cannot block on I/O right now — it touches only
-  memory (for example a catalog-only read from an in-memory or WAL-mode SQLite catalog, or
-  anything on the memory backend with an in-memory catalog) and no lifecycle plugin that
-  might do I/O is listening. The sync method is then called directly on the event loop's
-  thread, which is cheaper than the thread hop; the exact rule is the sync store's, described
-  in ``docs/architecture.md``. An inline call is not a suspension point: it returns (or
-  raises, with the very exception the thread would have raised) without yielding to other
-  tasks, and it runs in the caller's ``contextvars`` context rather than a copy.
+* ``True``: the store promises that the call cannot block on I/O right now, nor wait behind a
+  lock another thread holds across I/O. It touches only memory (for example a catalog-only
+  read from an in-memory or WAL-mode SQLite catalog, or anything on the memory backend with an
+  in-memory catalog) and no lifecycle plugin that might do I/O is listening. The sync method
+  is then called directly on the event loop's thread, which is cheaper than the thread hop;
+  the exact rule is the sync store's, described in ``docs/architecture.md``. An inline call is
+  not a suspension point: it returns (or raises, with the very exception the thread would have
+  raised) without yielding to other tasks, and it runs in the caller's ``contextvars`` context
+  rather than a copy.
 * ``False``, or a sync store without ``runs_inline``: ``await asyncio.to_thread(...)``, so
   SQL, storage and plugin I/O happen in a worker thread and the event loop never waits on them.
 

@@ -31,6 +31,9 @@ NOT_COROUTINES = {
 OWN_RETURN = {"as_user", "as_session", "as_admin", "stream_download"}
 #: Public methods only the facade has.
 FACADE_ONLY = {"aclose"}
+#: Public sync methods deliberately left off the facade (none so far; a method added here needs
+#: a reason, e.g. one only a sync WSGI gateway calls).
+SYNC_ONLY: set[str] = set()
 
 
 def public_methods(cls: type) -> dict[str, Any]:
@@ -53,7 +56,7 @@ def drift(sync_cls: type, async_cls: type) -> list[str]:
     """Every way ``async_cls`` fails to mirror the public methods of ``sync_cls``."""
     sync, facade = public_methods(sync_cls), public_methods(async_cls)
     problems = []
-    for name in sorted(sync):
+    for name in sorted(set(sync) - SYNC_ONLY):
         if name not in facade:
             problems.append(f"{name}: missing on the async facade")
             continue
@@ -103,7 +106,7 @@ def test_async_methods_are_the_awaited_sync_methods_and_share_the_ttl_sentinel()
     sync = public_methods(ArtifactStore)
     assert set(ASYNC_METHODS) <= set(sync)
     assert set(ASYNC_METHODS) == {
-        n for n in sync if n not in NOT_COROUTINES | {"close", "stream_upload"}
+        n for n in sync if n not in NOT_COROUTINES | SYNC_ONLY | {"close", "stream_upload"}
     }
     with_ttl = [n for n in ASYNC_METHODS if "ttl" in inspect.signature(getattr(AsyncArtifactStore, n)).parameters]
     assert with_ttl  # store, write_file, update_file, …
