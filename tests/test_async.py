@@ -201,6 +201,8 @@ def test_async_store_with_no_arguments_is_in_memory():
 
 
 def test_async_calls_run_off_the_event_loop_thread(astore, monkeypatch):
+    """A call the sync store cannot promise to be free of I/O runs in a worker thread."""
+    monkeypatch.setattr(astore.sync, "runs_inline", lambda name: False, raising=False)
     threads: list[int] = []
     original = astore.sync.store
 
@@ -220,6 +222,8 @@ def test_async_calls_run_off_the_event_loop_thread(astore, monkeypatch):
 
 def test_the_event_loop_keeps_running_during_concurrent_stores(astore, monkeypatch):
     """20 concurrent stores whose backend writes take 30 ms each: a heartbeat keeps ticking."""
+    # A slow backend blocks: the sync store would not run its calls inline.
+    monkeypatch.setattr(astore.sync, "runs_inline", lambda name: False, raising=False)
     original_put = astore.sync.blobs.put
 
     def slow_put(key, data):
