@@ -60,6 +60,7 @@ _T = TypeVar("_T")
 _NOT_THREADED = frozenset({
     "parse_grid_key", "get_canonical_prefix", "generate_artifact_key", "runs_inline",
     "as_user", "as_session", "as_admin", "close", "stream_upload", "stream_download",
+    "signed_blob", "receive_upload", "receive_part",  # a (sync) gateway's: see gateway.SignedURLStore
 })
 _POLL = 0.25  # how often a worker thread waiting for the next upload chunk checks for cancellation
 #: Bytes of chunks handed across the thread boundary at once by streaming: one thread hop per

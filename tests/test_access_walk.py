@@ -205,6 +205,10 @@ EXEMPT = {
     "get_canonical_prefix": "pure string building; reads and changes nothing",
     "generate_artifact_key": "pure string building; reads and changes nothing",
     "usage": "reports the totals of the user it names; there is no second identity to be wrong",
+    "runs_inline": "says whether a call may run on an event loop; reads and changes nothing",
+    "signed_blob": "the gateway's: a signed URL (tests/test_gateway.py) authorised the key",
+    "receive_upload": "the gateway's: a signed upload URL (tests/test_gateway.py) authorised it",
+    "receive_part": "the gateway's: a signed part URL (tests/test_multipart.py) authorised it",
 }
 #: Exempt methods that still take a parameter named like an identity (as a plain value).
 EXEMPT_WITH_ID_PARAMETER = {"get_canonical_prefix", "generate_artifact_key", "usage"}
@@ -340,7 +344,8 @@ def test_every_public_method_that_does_io_is_awaitable_on_the_async_facade():
     """The facade threads every public method that touches the catalog or the bytes, so no
     call (``usage`` included) can block the event loop or fail to be awaited."""
     sync_only = {"parse_grid_key", "get_canonical_prefix", "generate_artifact_key", "as_user", "as_session",
-                 "as_admin", "stream_download"}  # stream_download returns an async iterator
+                 "as_admin", "stream_download", "runs_inline",  # stream_download returns an async iterator
+                 "signed_blob", "receive_upload", "receive_part"}  # what a (sync) gateway calls
     for name in public_methods() - sync_only:
         assert inspect.iscoroutinefunction(getattr(AsyncArtifactStore, name, None)), name
     assert set(ASYNC_METHODS) <= public_methods()
