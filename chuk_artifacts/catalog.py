@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
-    literal,
+    literal_column,
     or_,
     select,
     update,
@@ -60,7 +60,7 @@ _GET_ARTIFACT_FOR_UPDATE = _GET_ARTIFACT.with_for_update()
 _GET_ARTIFACT_BY_KEY = select(artifacts).where(artifacts.c.key == bindparam("key"))
 # The session and the artifact of a request in one statement (both outer-joined to one row, so
 # that either may be missing); the session's columns are prefixed ``s__``.
-_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+_ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
 _SESSION_AND_ARTIFACT = select(
     *[c.label(f"s__{c.name}") for c in sessions.c], *artifacts.c
 ).select_from(
@@ -69,6 +69,9 @@ _SESSION_AND_ARTIFACT = select(
         and_(sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")),
     ).outerjoin(artifacts, artifacts.c.artifact_id == bindparam("artifact_id"))
 )
+_SESSION_COLUMNS = [c.name for c in sessions.c]
+_SESSION_WIDTH = len(_SESSION_COLUMNS)
+_ARTIFACT_COLUMNS = [c.name for c in artifacts.c]
 _INSERT_ARTIFACT = insert(artifacts)
 _INSERT_META = insert(artifact_meta)
 _GET_SESSION = select(sessions).where(
@@ -131,6 +134,15 @@ def _usage_update(limit_bytes: bool, limit_count: bool) -> Any:
     return stmt
 
 
+#: The usage UPDATE of an owner and of its sandbox at once (no limits to check).
+_ADD_USAGE_BOTH = (
+    update(quota_usage)
+    .where(
+        quota_usage.c.sandbox_id == bindparam("u_sandbox"),
+        or_(quota_usage.c.owner_id == bindparam("u_owner"), quota_usage.c.owner_id == ""),
+    )
+    .values(bytes=quota_usage.c.bytes + bindparam("u_bytes"), count=quota_usage.c.count + bindparam("u_count"))
+)
 #: The usage UPDATE with and without each limit: (limit bytes?, limit count?) → statement.
 _ADD_USAGE = {(b, c): _usage_update(b, c) for b in (False, True) for c in (False, True)}
 
@@ -232,12 +244,16 @@ def _bind(compiled: _Compiled, params: Row) -> Any:
     return params
 
 
+def _json_value(text: str | bytes) -> Any:
+    return {} if text == "{}" else json.loads(text)  # most meta is empty
+
+
 def _decode(compiled: _Compiled, values: Sequence[Any]) -> Row:
     row = dict(zip(compiled.names, values))
     for name in compiled.json_columns:
         value = row.get(name)
         if isinstance(value, (str, bytes)):
-            row[name] = {} if value == "{}" else json.loads(value)  # most meta is empty
+            row[name] = _json_value(value)
     return row
 
 
@@ -532,30 +548,33 @@ class Catalog:
         its own: SQLite in autocommit mode, PostgreSQL in its implicit transaction, rolled back
         right after)."""
         compiled = self._compiled(stmt)
-        args = _bind(compiled, params)
-        dbapi = self.engine.dialect.loaded_dbapi
+        values = self._fetch_values(compiled, _bind(compiled, params))
+        return None if values is None else _decode(compiled, values)
+
+    def _fetch_values(self, compiled: _Compiled, args: Any) -> Sequence[Any] | None:
+        """The first row of ``compiled`` as the driver returns it (``fetch_one``)."""
         if self._closed:
             raise ProviderError(f"catalog {self.safe_url} is closed")
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
             if self.in_memory:
                 with self._lock:
-                    values = self._shared.execute(compiled.sql, args).fetchone()
-            elif self.is_sqlite:
+                    return self._shared.execute(compiled.sql, args).fetchone()  # type: ignore[no-any-return]
+            if self.is_sqlite:
                 holder = getattr(self._local, "holder", None)
                 conn = holder.conn if holder is not None else self._thread_connection()
-                values = conn.execute(compiled.sql, args).fetchone()
-            else:
-                with self._driver() as conn:
-                    cursor = conn.cursor()
-                    try:
-                        cursor.execute(compiled.sql, args)
-                        values = cursor.fetchone()
-                    finally:
-                        cursor.close()
-                    conn.rollback()
+                return conn.execute(compiled.sql, args).fetchone()  # type: ignore[no-any-return]
+            with self._driver() as conn:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(compiled.sql, args)
+                    values = cursor.fetchone()
+                finally:
+                    cursor.close()
+                conn.rollback()
+                return values  # type: ignore[no-any-return]
         except dbapi.Error as exc:
             raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
-        return None if values is None else _decode(compiled, values)
 
     def close(self) -> None:
         self._closed = True
@@ -637,21 +656,24 @@ class Catalog:
         self, sandbox_id: str, session_id: str, artifact_id: str
     ) -> tuple[Row | None, Row | None]:
         """The rows of a session and an artifact, read in one statement (``fetch_one``)."""
-        both = self.fetch_one(
-            _SESSION_AND_ARTIFACT, {"sandbox_id": sandbox_id, "session_id": session_id, "artifact_id": artifact_id}
-        )
-        assert both is not None  # one row, whatever exists
-        session: Row = {}
-        artifact: Row = {}
-        for name, value in both.items():
-            if name.startswith("s__"):
-                session[name[3:]] = value
-            else:
-                artifact[name] = value
-        return (
-            session if session["session_id"] is not None else None,
-            artifact if artifact["artifact_id"] is not None else None,
-        )
+        compiled = self._compiled(_SESSION_AND_ARTIFACT)
+        args = (sandbox_id, session_id, artifact_id) if compiled.order is not None else {
+            "sandbox_id": sandbox_id, "session_id": session_id, "artifact_id": artifact_id
+        }
+        if compiled.order is not None:
+            assert compiled.order == ("sandbox_id", "session_id", "artifact_id")
+        values = self._fetch_values(compiled, args)
+        assert values is not None  # one row, whatever exists
+        session = artifact = None
+        if values[1] is not None:  # the session's columns first, then the artifact's
+            session = dict(zip(_SESSION_COLUMNS, values[:_SESSION_WIDTH]))
+            if isinstance(session["meta"], (str, bytes)):
+                session["meta"] = _json_value(session["meta"])
+        if values[_SESSION_WIDTH + 1] is not None:
+            artifact = dict(zip(_ARTIFACT_COLUMNS, values[_SESSION_WIDTH:]))
+            if isinstance(artifact["meta"], (str, bytes)):
+                artifact["meta"] = _json_value(artifact["meta"])
+        return session, artifact
 
     def get_artifact(self, conn: Connection | Tx, artifact_id: str, *, for_update: bool = False) -> Row | None:
         """The row of ``artifact_id``; ``for_update`` locks it until the transaction ends."""
@@ -1189,6 +1211,17 @@ class Catalog:
         each ``None`` for no limit); ``QuotaExceededError`` if that would pass one."""
         targets = [("", "sandbox")]
         if owner_id is not None:
+            # Both rows in one statement: on SQLite, whose write transactions run one at a time.
+            # (PostgreSQL takes row locks owner first, then sandbox, so that writers never deadlock.)
+            if self.is_sqlite and (limits is None or not limits.enabled):
+                both = {"u_sandbox": sandbox_id, "u_owner": owner_id, "u_bytes": nbytes, "u_count": count}
+                changed = _rowcount(conn, _ADD_USAGE_BOTH, both)
+                if changed == 2:
+                    return
+                # Usage rows are never deleted, and an owner's row is made in the transaction
+                # that makes the sandbox's if it is missing: one row changed is the sandbox's.
+                if changed == 1:
+                    targets = []
             targets.insert(0, (owner_id, "user"))
         for owner, kind in targets:
             max_bytes = getattr(limits, f"{kind}_bytes", None) if nbytes > 0 else None

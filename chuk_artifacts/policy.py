@@ -77,14 +77,16 @@ class Policy:
 
     def caller(self, user_id: str | None, session_id: str | None, *, session_row: Any = UNREAD) -> Caller:
         """Validate the identity a call names; resolve a session's owner as its user.
-        ``session_row``: the session's row when the caller has read it already."""
+        ``session_row``: the session's row when the caller has read it already (and so has
+        validated ``session_id``)."""
         if self.closed:
             raise ArtifactStoreError("the store is closed")
         if user_id is not None:
             grid.validate_id(user_id, "user_id")
         row = None
         if session_id is not None:
-            grid.validate_id(session_id, "session_id")
+            if session_row is UNREAD:
+                grid.validate_id(session_id, "session_id")
             row = self.sessions.get(session_id) if session_row is UNREAD else session_row
             if row is not None and row["user_id"] is not None:
                 if user_id is not None and row["user_id"] != user_id:
@@ -100,9 +102,10 @@ class Policy:
     # -- artifacts ------------------------------------------------------------------------
 
     def load(self, artifact_id: str, *, allow_expired: bool = False, row: Any = UNREAD) -> Row:
-        """The live row of ``artifact_id`` (``row``: as the caller has read it already)."""
-        grid.validate_id(artifact_id, "artifact_id")
+        """The live row of ``artifact_id`` (``row``: as the caller has read it already, having
+        validated ``artifact_id``)."""
         if row is UNREAD:
+            grid.validate_id(artifact_id, "artifact_id")
             row = self.catalog.artifact(artifact_id)
         if row is None and self.arrivals is not None:
             row = self.arrivals(artifact_id)
