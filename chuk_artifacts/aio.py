@@ -47,6 +47,7 @@ from .models import (
     MultipartUploadInitRequest,
     StreamDownloadRequest,
     StreamUploadRequest,
+    Ttl,
 )
 from .store import ArtifactStore as SyncArtifactStore
 
@@ -142,7 +143,7 @@ class AsyncArtifactStore:
         filename: str | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         scope: str = "session",
     ) -> str:
         """Store ``data`` and return its new artifact id."""
@@ -155,7 +156,7 @@ class AsyncArtifactStore:
         self,
         items: Iterable[Mapping[str, Any]],
         session_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         *,
         user_id: str | None = None,
         scope: str = "session",
@@ -178,7 +179,7 @@ class AsyncArtifactStore:
         encoding: str = "utf-8",
         overwrite_artifact_id: str | None = None,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> str:
         """Store text (encoded with ``encoding``) or bytes under ``filename``; return the id."""
         return await self._run(
@@ -235,7 +236,7 @@ class AsyncArtifactStore:
         summary: str | None = None,
         meta: dict[str, Any] | None = None,
         filename: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         user_id: str | None = None,
         session_id: str | None = None,
     ) -> bool:
@@ -253,7 +254,7 @@ class AsyncArtifactStore:
         meta: dict[str, Any] | None = None,
         merge: bool = True,
         filename: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         new_meta: dict[str, Any] | None = None,
         user_id: str | None = None,
         session_id: str | None = None,
@@ -457,7 +458,7 @@ class AsyncArtifactStore:
         *,
         user_id: str | None = None,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         meta: dict[str, Any] | None = None,
         summary: str = "",
     ) -> tuple[str, str]:
@@ -478,7 +479,7 @@ class AsyncArtifactStore:
         expires: int = 1800,
         *,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> tuple[str, str]:
         """Like ``presign_upload``, with the artifact's metadata given now rather than at registration."""
         return await self._run(
@@ -496,7 +497,7 @@ class AsyncArtifactStore:
         meta: dict[str, Any] | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> str:
         """Turn a finished presigned upload into an artifact, recording its real size and sha256."""
         return await self._run(

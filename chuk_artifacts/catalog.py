@@ -296,15 +296,15 @@ class Tx:
 
 
 def _rowcount(conn: Connection | Tx, stmt: Any, params: Row) -> int:
-    if type(conn) is Tx:
+    if isinstance(conn, Tx):
         return conn.execute(stmt, params)
-    return int(conn.execute(stmt, params).rowcount)  # type: ignore[union-attr]
+    return int(conn.execute(stmt, params).rowcount)
 
 
 def _first(conn: Connection | Tx, stmt: Any, params: Row) -> Row | None:
-    if type(conn) is Tx:
+    if isinstance(conn, Tx):
         return conn.first(stmt, params)
-    row = conn.execute(stmt, params).first()  # type: ignore[union-attr]
+    row = conn.execute(stmt, params).first()
     return dict(row._mapping) if row is not None else None
 
 
@@ -399,7 +399,7 @@ class Catalog:
                 statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
                 # Straight to the driver: a full SQLAlchemy execution for BEGIN costs as much as
                 # the query that follows it. Errors still surface as DBAPIError (→ ProviderError).
-                dbapi_conn = conn.connection.dbapi_connection
+                dbapi_conn: Any = conn.connection.dbapi_connection
                 try:
                     dbapi_conn.execute(statement)
                 except engine.dialect.loaded_dbapi.Error as exc:
@@ -715,10 +715,10 @@ class Catalog:
         if not meta:
             return
         entries = [{"row_id": row_id, "name": k, "value": meta_index_value(v)} for k, v in meta.items()]
-        if type(conn) is Tx:
+        if isinstance(conn, Tx):
             conn.execute_many(_INSERT_META_ROWS, entries)
         else:
-            conn.execute(_INSERT_META, entries)  # type: ignore[union-attr]
+            conn.execute(_INSERT_META, entries)
 
     def delete_one(self, conn: Tx, row_id: int, now: float) -> Row | None:
         """Tombstone one committed row (or reclaim a stale tombstone), as ``mark_deleting`` does
@@ -874,6 +874,7 @@ class Catalog:
                     )
                 )
             )
+        order: tuple[Any, ...]
         if order_by_filename:  # a directory listing: named artifacts, by name
             conds.append(a.c.filename.is_not(None))
             order = (a.c.filename, a.c.row_id)
@@ -948,7 +949,7 @@ class Catalog:
     def delete_sessions(self, conn: Connection, sandbox_id: str | None, session_ids: Sequence[str]) -> int:
         if not session_ids:
             return 0
-        conds = [sessions.c.session_id.in_(list(session_ids))]
+        conds: list[Any] = [sessions.c.session_id.in_(list(session_ids))]
         if sandbox_id is not None:
             conds.append(sessions.c.sandbox_id == sandbox_id)
         return conn.execute(delete(sessions).where(*conds)).rowcount
@@ -1147,10 +1148,10 @@ class Catalog:
 
     def add_intents(self, conn: Connection | Tx, sandbox_id: str, keys: Sequence[str], now: float) -> None:
         entries = [{"key": k, "sandbox_id": sandbox_id, "created_at": now} for k in keys]
-        if type(conn) is Tx:
+        if isinstance(conn, Tx):
             conn.execute_many(_INSERT_INTENT, entries)
         else:
-            conn.execute(_INSERT_INTENT, entries)  # type: ignore[union-attr]
+            conn.execute(_INSERT_INTENT, entries)
 
     def claim_intents(self, conn: Connection | Tx, keys: Sequence[str]) -> int:
         """Remove intents; how many were still there (a writer that finds fewer than it made
@@ -1262,10 +1263,12 @@ class Catalog:
     def _insert_ignore(self, table: Any, keys: list[str]) -> Any:
         """INSERT … ON CONFLICT DO NOTHING on the catalog's dialect."""
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
 
     # -- small persisted settings -----------------------------------------------------------
 

@@ -219,7 +219,7 @@ def _drop_row(store: ArtifactStore, row: Row) -> str | None:
     """Remove a row whose bytes are gone, through the store's ordinary delete path."""
     if store.blobs.size(row["key"]) is not None:  # the bytes came back: keep the row
         return None
-    removed, _ = store._purge([row["row_id"]], event="artifact_deleted", caller=Caller(None, None))
+    removed, _ = store.writer.purge([row["row_id"]], event="artifact_deleted", caller=Caller(None, None))
     return "dropped" if removed else None
 
 

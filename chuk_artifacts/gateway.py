@@ -172,6 +172,7 @@ class Gateway:
             if part:
                 etag = self.store.receive_part(part.group(1), int(part.group(2)), _body(environ))
             else:
+                assert upload is not None
                 etag = self.store.receive_upload(upload.group(1), _body(environ))
             return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
         raise _Response("404 Not Found", "not found")

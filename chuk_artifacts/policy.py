@@ -256,12 +256,13 @@ class Policy:
         With ``data=None`` (streamed or uploaded bytes) size and sha256 are filled in later.
         """
         grid.validate_scope(scope)
+        seconds = self.ttl(ttl, scope)
         values = {
             "mime": grid.validate_mime(mime),
             "summary": grid.validate_summary(summary),
             "meta": grid.validate_meta(meta, self.settings.max_meta_bytes),
             "filename": grid.validate_filename(filename),
-            "ttl": self.ttl(ttl, scope),
+            "ttl": seconds,
         }
         artifact_id = uuid.uuid4().hex
         session_id, owner_id, key = self.placement(scope, caller, artifact_id, like)
@@ -277,7 +278,7 @@ class Policy:
             "sha256": hashlib.sha256(data).hexdigest() if data is not None else "",
             "stored_at": now,
             "updated_at": now,
-            "expires_at": now + values["ttl"] if values["ttl"] else None,
+            "expires_at": now + seconds if seconds else None,
             "state": "committed",
             "version": 1,
             "pending_key": None,

@@ -6,7 +6,7 @@ checks SQLite's query plans), so its cost does not grow with the total number of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Table,
     String,
     Text,
 )
@@ -205,11 +206,11 @@ class CatalogInfoRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-artifacts = ArtifactRow.__table__
-artifact_meta = ArtifactMetaRow.__table__
-sessions = SessionRow.__table__
-uploads = UploadRow.__table__
-upload_parts = UploadPartRow.__table__
-catalog_info = CatalogInfoRow.__table__
-blob_intents = BlobIntentRow.__table__
-quota_usage = QuotaUsageRow.__table__
+artifacts = cast(Table, ArtifactRow.__table__)
+artifact_meta = cast(Table, ArtifactMetaRow.__table__)
+sessions = cast(Table, SessionRow.__table__)
+uploads = cast(Table, UploadRow.__table__)
+upload_parts = cast(Table, UploadPartRow.__table__)
+catalog_info = cast(Table, CatalogInfoRow.__table__)
+blob_intents = cast(Table, BlobIntentRow.__table__)
+quota_usage = cast(Table, QuotaUsageRow.__table__)

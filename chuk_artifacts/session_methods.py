@@ -64,7 +64,7 @@ class SessionMethods(StoreCore):
                 self.writer.purge_session(session_id, event="artifact_expired", caller=Caller(None, None))
         row = self.sessions.create(user_id, session_id=session_id, ttl_seconds=seconds, meta=meta)
         self.events.emit("session_created", session_id=row["session_id"], user_id=user_id, caller=Caller(user_id))
-        return row["session_id"]
+        return str(row["session_id"])
 
     @reports_denials
     def validate_session(self, session_id: str, *, user_id: str | None = None) -> bool:
@@ -123,7 +123,8 @@ class SessionMethods(StoreCore):
     def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Delete a session and its session-scoped artifacts (user-scoped ones stay)."""
         row = self._own_session(session_id, user_id)
-        caller = Caller(user_id if user_id is not None else row and row["user_id"], session_id)
+        owner = user_id if user_id is not None else (row["user_id"] if row is not None else None)
+        caller = Caller(owner, session_id)
         self.writer.purge_session(session_id, event="artifact_deleted", caller=caller)
         deleted = self.sessions.delete(session_id)
         if deleted:

@@ -44,6 +44,23 @@ class SessionRules:
     ttl: float
     _create_conflicts: tuple[type[BaseException], ...] = (SessionError,)
 
+    # What a provider implements, and these rules use.
+    def get(self, session_id: str) -> Row | None:
+        raise NotImplementedError
+
+    def create(
+        self,
+        user_id: str | None = None,
+        *,
+        session_id: str | None = None,
+        ttl_seconds: float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Row:
+        raise NotImplementedError
+
+    def update(self, session_id: str, values: Row) -> bool:
+        raise NotImplementedError
+
     def ensure(self, session_id: str, user_id: str | None) -> Row:
         """Make ``session_id`` usable: create it if unknown or expired, extend it when used."""
         now = time.time()

@@ -31,7 +31,7 @@ from .events import reports_denials
 from .grid import GridKey
 from .listing import ListingMethods
 from .maintenance import MaintenanceMethods
-from .models import _DEFAULT, ArtifactMetadata, SignedBlob, metadata_from_row
+from .models import _DEFAULT, ArtifactMetadata, SignedBlob, Ttl, metadata_from_row
 from .policy import MAX_TTL
 from .presign import PresignMethods
 from .session_methods import SessionMethods
@@ -124,7 +124,7 @@ class ArtifactStore(
         filename: str | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         scope: str = "session",
     ) -> str:
         """Store ``data`` and return its new artifact id.
@@ -147,7 +147,7 @@ class ArtifactStore(
         self,
         items: Iterable[Mapping[str, Any]],
         session_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         *,
         user_id: str | None = None,
         scope: str = "session",
@@ -201,7 +201,7 @@ class ArtifactStore(
         encoding: str = "utf-8",
         overwrite_artifact_id: str | None = None,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> str:
         """Store text (encoded with ``encoding``) or bytes under ``filename``; return the id.
 
@@ -335,7 +335,7 @@ class ArtifactStore(
         summary: str | None = None,
         meta: dict[str, Any] | None = None,
         filename: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         user_id: str | None = None,
         session_id: str | None = None,
     ) -> bool:
@@ -362,7 +362,7 @@ class ArtifactStore(
         meta: dict[str, Any] | None = None,
         merge: bool = True,
         filename: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         new_meta: dict[str, Any] | None = None,
         user_id: str | None = None,
         session_id: str | None = None,

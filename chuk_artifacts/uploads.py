@@ -25,6 +25,7 @@ from .errors import (
 )
 from .models import (
     _DEFAULT,
+    Ttl,
     MultipartUploadCompleteRequest,
     MultipartUploadInitRequest,
     check_request,
@@ -129,7 +130,7 @@ class UploadMethods(StoreCore):
         *,
         user_id: str | None = None,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
         meta: dict[str, Any] | None = None,
         summary: str = "",
     ) -> tuple[str, str]:
@@ -154,7 +155,7 @@ class UploadMethods(StoreCore):
         expires: int = 1800,
         *,
         scope: str = "session",
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> tuple[str, str]:
         """Like ``presign_upload`` with the metadata given now: the artifact is registered by
         itself, with its real size and sha256, as soon as the upload arrives."""
@@ -177,7 +178,7 @@ class UploadMethods(StoreCore):
         meta: dict[str, Any] | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
-        ttl: int | None = _DEFAULT,  # type: ignore[assignment]
+        ttl: Ttl = _DEFAULT,
     ) -> str:
         """Turn a finished presigned upload into an artifact, recording its real size and sha256.
 
