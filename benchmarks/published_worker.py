@@ -17,13 +17,15 @@ line on stdin with one line on stdout: ``{"ok": true, ...}`` or ``{"ok": false, 
 Requests (``op``):
 
 - ``run``: ``case`` (store, retrieve, metadata, exists, update_metadata, delete,
-  stream_upload, stream_download, list, search_user, search_user_mime), ``size`` (bytes),
+  stream_upload, stream_download), ``size`` (bytes),
   ``mode`` (``sequential``: one at a time; ``concurrent``: 32 tasks under one
   ``asyncio.gather``, each doing its share one after another), ``n`` (operations) →
   ``seconds`` (timed here, so the pipe's round trip is not in the figure).
 - ``after``: untimed tidy-up (deletes what ``run`` stored).
 - ``populate``: ``n`` artifacts of ``size`` bytes, 32 in flight → ``seconds``.
 - ``fill``: ``n`` artifacts laid out for the search and list queries → ``seconds``.
+- ``query``: ``case`` (list, search_user, search_user_mime), ``n`` calls, each for a random
+  session or user of the fill → ``seconds`` and ``rows`` (what the last call returned).
 - ``quit``.
 
 Quirks of the published package handled here: ``ttl=None`` is refused (the default 900 s is
@@ -113,6 +115,7 @@ class Bench:
         self.written: list[str] = []
         self.sessions: list[tuple[str, str]] = []  # (session, user) of the query catalog
         self.rng = random.Random(42)
+        self.last_rows = 0
 
     # -- helpers --------------------------------------------------------------------------
 
