@@ -22,7 +22,8 @@ Requests (``op``):
   ``asyncio.gather``, each doing its share one after another), ``n`` (operations) →
   ``seconds`` (timed here, so the pipe's round trip is not in the figure).
 - ``after``: untimed tidy-up (deletes what ``run`` stored).
-- ``populate``: ``n`` artifacts of ``size`` bytes, 32 in flight → ``seconds``.
+- ``populate``: ``n`` artifacts of ``size`` bytes, 32 in flight, stopping after ``deadline``
+  seconds → ``seconds`` and ``stored``.
 - ``fill``: ``n`` artifacts laid out for the search and list queries → ``seconds``.
 - ``query``: ``case`` (list, search_user, search_user_mime), ``n`` calls, each for a random
   session or user of the fill → ``seconds`` and ``rows`` (what the last call returned).
@@ -230,15 +231,29 @@ class Bench:
 
     # -- population and the query catalog -------------------------------------------------
 
-    def op_populate(self, n: int, size: int = 1024) -> dict:
-        """``n`` stores of ``size`` bytes, 32 in flight (left in place: a worker of its own)."""
+    def op_populate(self, n: int, size: int = 1024, deadline: float = 1e9) -> dict:
+        """``n`` stores of ``size`` bytes, 32 tasks under one ``asyncio.gather``, each storing
+        its share one after another, until done or ``deadline`` seconds (left in place: a
+        worker of its own)."""
         data = os.urandom(size)
+        per = -(-n // CALLERS)
+        done = [0] * CALLERS
 
-        async def one(i: int) -> None:
-            await self.store.store(data, mime="application/octet-stream", summary="bench",
-                                   filename=f"p{i}.bin", session_id=self.sid)
-        seconds = self.loop.run_until_complete(self._many(one, n, "concurrent"))
-        return {"seconds": seconds}
+        async def caller(k: int, stop: float) -> None:
+            for i in range(k * per, min(n, (k + 1) * per)):
+                if time.perf_counter() > stop:
+                    return
+                await self.store.store(data, mime="application/octet-stream", summary="bench",
+                                       filename=f"p{i}.bin", session_id=self.sid)
+                done[k] += 1
+
+        async def go() -> float:
+            t = time.perf_counter()
+            await asyncio.gather(*(caller(k, t + deadline) for k in range(CALLERS)))
+            return time.perf_counter() - t
+
+        seconds = self.loop.run_until_complete(go())
+        return {"seconds": seconds, "stored": sum(done)}
 
     def op_fill(self, n: int, ttl: int = 86400) -> dict:
         """``n`` artifacts in sessions of ``GROUP``: each session its own user, half of its

@@ -222,10 +222,17 @@ def _published_targets(pub: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         worst_s, worst_side = max(sides)
         n = p["artifacts"]
-        text = ", ".join(f"{API_NAMES['async' if k == 'ours_async' else 'sync']} {sec:.1f} s" for sec, k in sides)
+
+        def side_text(sec: float, k: str, p: dict[str, Any] = p) -> str:
+            e = p[k]
+            stopped = f" (stopped at the deadline: {e['artifacts']:,} of {e['stopped_at_deadline']:,} stored)" if e.get("stopped_at_deadline") else ""
+            return f"{API_NAMES['async' if k == 'ours_async' else 'sync']} {sec:.1f} s{stopped}"
+
+        text = ", ".join(side_text(sec, k) for sec, k in sides)
         pub_side = p.get("published") or {}
         if "seconds" in pub_side:
-            text += f"; published {pub_side['seconds']:.1f} s for {pub_side['artifacts']:,}"
+            text += f"; published {pub_side['seconds']:.1f} s for {pub_side['artifacts']:,}" + (
+                " (stopped at the deadline)" if pub_side.get("stopped_at_deadline") else "")
         if n >= POPULATE_COUNT:
             targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
                             "measured": text, "status": _status(worst_s <= POPULATE_MAX_S)})
@@ -370,8 +377,10 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
             for side, label in (("ours_async", "ours, async facade (32 tasks)"), ("ours_sync", "ours, sync API (32 threads)"),
                                 ("published", "published (32 tasks, asyncio.gather)")):
                 e = p.get(side) or {}
+                stopped = f" (stopped at the {p.get('deadline_s', 0):g} s deadline)" if e.get("stopped_at_deadline") else ""
                 rows.append([backend, label] + (["error: " + e["error"][:80], "", ""] if "error" in e else
-                                                 [_f(e.get("artifacts")), _f(e.get("seconds"), 1), _f(e.get("artifacts_per_s"))]))
+                                                 [_f(e.get("artifacts")), _f(e.get("seconds"), 1) + stopped,
+                                                  _f(e.get("artifacts_per_s"))]))
         lines += ["**Populating 1 KiB artifacts, 32 in flight** (one fresh store each; each caller stores its share "
                   "one after another):", ""]
         lines += _table(["backend", "side", "artifacts", "seconds", "artifacts/s"], rows)

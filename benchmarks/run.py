@@ -58,6 +58,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--published-fs-max", type=int, default=10000,
                    help="largest catalog / population on the published filesystem provider (default 10000)")
     g.add_argument("--populate-count", type=int, help="artifacts populated at 32 in flight (default 100000; quick 500)")
+    g.add_argument("--populate-deadline", type=float, default=120.0,
+                   help="seconds after which a population stops and reports what it stored (default 120: "
+                        "twice the 60 s target)")
     g.add_argument("--published-stream-mib", type=int, help="object streamed against the published package (default 64; quick 4)")
     p.add_argument("--output", help="results JSON (default benchmarks/results/<timestamp>.json)")
     p.add_argument("--markdown", help="page whose tables to regenerate (default docs/performance.md on full runs)")
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "stream_mib": args.stream_mib, "cleanup_count": args.cleanup_count,
             "entry_point_plugins": os.environ["CHUK_ARTIFACTS_PLUGINS"] or "none",
             "populate_count": args.populate_count, "published_scale_sizes": args.published_scale_sizes, "published_stream_mib": args.published_stream_mib,
-            "published_fs_max": args.published_fs_max,
+            "published_fs_max": args.published_fs_max, "populate_deadline": args.populate_deadline,
         },
         "backends": {},
         "ops": {}, "scale": {}, "streaming": {}, "cleanup": {}, "published": {},
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     {"venv": args.published_venv, "python": args.published_python, "worker": args.published_worker},
                     quick=args.quick, rounds=args.rounds, scale_sizes=args.published_scale_sizes,
                     stream_bytes=args.published_stream_mib * MiB, populate_count=args.populate_count,
-                    fs_max=args.published_fs_max, log=log,
+                    fs_max=args.published_fs_max, populate_deadline=args.populate_deadline, log=log,
                 )
                 problems = published.errors(results["published"])
                 for problem in problems:

@@ -37,7 +37,7 @@ def main() -> int:
         elif op == "query" and request.get("case") in QUERY_CASES and n >= 1:
             send({"ok": True, "seconds": 1e-3 * n, "rows": 20})
         elif op in ("populate", "fill") and n >= 1:
-            send({"ok": True, "seconds": 1e-4 * n, "sessions": -(-n // 100)})
+            send({"ok": True, "seconds": 1e-4 * n, "sessions": -(-n // 100), "stored": n})
         else:
             send({"ok": False, "error": f"stub: unexpected request {op} {request}"})
     return 0
