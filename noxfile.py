@@ -101,7 +101,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: results JSON in benchmarks/results/ and the tables of
-    docs/performance.md. Arguments go to the runner: ``nox -s bench -- --quick`` for a smoke run."""
+    docs/performance.md. Arguments go to the runner: ``nox -s bench -- --quick`` for a smoke run.
+
+    Its ``published`` section makes (once, then reuses) benchmarks/.published-venv with
+    ``pip install chuk-artifacts==0.11.4``; without network it is reported as skipped."""
     install(session, "-e", ".[s3,postgres]", *group("bench"))
     command = "nox -s bench" + (" -- " + " ".join(session.posargs) if session.posargs else "")
     session.run("python", "-m", "benchmarks", "--command", command, *session.posargs)

@@ -18,6 +18,21 @@ RETRIEVE_MIN = 0.5
 STREAM_MIN = 0.7
 STREAM_RSS_MAX_MIB = 64.0
 
+# Ours ÷ the published package (chuk-artifacts 0.11.4), section ``published``.
+PUB_MEMORY_MIN = 1.0
+PUB_FS_WRITE_MIN = 1.0  # store and metadata, with durable writes
+PUB_FS_RETRIEVE_MIN = 2.0
+PUB_FS_STREAM_MIN = 1.5
+PUB_SEARCH_MIN = {("memory", 1000): 1.0, ("memory", 10000): 2.0, ("filesystem", 10000): 100.0}
+PUB_LIST_MIN = 1.0
+POPULATE_COUNT = 100_000
+POPULATE_MAX_S = 60.0
+IN_FLIGHT_MIN = 1.0
+CLI_MAX = 2.0
+API_NAMES = {"sync": "sync API", "async": "async facade"}
+MODE_NAMES = {"sequential": "one at a time", "concurrent": "32 in flight"}
+PUB_OPS = ("store", "retrieve", "metadata", "exists", "update_metadata", "delete")
+
 
 def _status(ok: bool | None) -> str:
     return "SKIP" if ok is None else ("PASS" if ok else "MISS")
@@ -78,6 +93,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": _status(growth <= STREAM_RSS_MAX_MIB),
             })
 
+    targets += _published_targets(results.get("published") or {})
+
     overheads = []
     for backend, by_size in (results.get("ops") or {}).items():
         ops = by_size.get("1KiB") if isinstance(by_size, dict) else None
@@ -94,6 +111,287 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "status": "REPORTED",
         })
     return targets
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else (f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x")
+
+
+def _worst(cells: list[tuple[float | None, str]]) -> tuple[float, str, int] | None:
+    """The smallest ratio, where it was measured, and how many ratios there were."""
+    known = [(v, where) for v, where in cells if v is not None]
+    if not known:
+        return None
+    v, where = min(known, key=lambda c: c[0])
+    return v, where, len(known)
+
+
+def _ratio_target(target: str, cells: list[tuple[float | None, str]], minimum: float, note: str = "") -> dict[str, Any]:
+    worst = _worst(cells)
+    if worst is None:
+        return {"target": target, "measured": "not measured" + note, "status": "SKIP"}
+    v, where, count = worst
+    below = sum(1 for c, _ in cells if c is not None and c < minimum)
+    return {
+        "target": target,
+        "measured": f"worst {_x(v)} ({where}); {count - below} of {count} at or above {minimum:g}x" + note,
+        "status": _status(v >= minimum),
+    }
+
+
+def _op_cells(entry: dict[str, Any], variant: str, ops: tuple[str, ...], apis: tuple[str, ...] = ("sync", "async")) -> list[tuple[float | None, str]]:
+    cells = []
+    for size in ("1KiB", "1MiB"):
+        ratios = ((entry.get(size) or {}).get("ratios") or {}).get(variant) or {}
+        for api in apis:
+            for mode in ("sequential", "concurrent"):
+                for op in ops:
+                    value = ((ratios.get(api) or {}).get(mode) or {}).get(op)
+                    cells.append((value, f"{op}, {size}, {API_NAMES[api]}, {MODE_NAMES[mode]}"))
+    return cells
+
+
+def _published_targets(pub: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the ``published`` section: ours ÷ chuk-artifacts 0.11.4 (above 1 = ours faster)."""
+    if not pub:
+        return []
+    if pub.get("status") != "ok":
+        reason = pub.get("reason") or pub.get("error") or "not run"
+        return [{"target": "ours vs the published package (chuk-artifacts 0.11.4)", "measured": f"skipped: {reason}", "status": "SKIP"}]
+    targets: list[dict[str, Any]] = []
+    ops = pub.get("ops") or {}
+    mem = ops.get("memory") or {}
+    if mem and "error" not in mem:
+        for api in ("sync", "async"):
+            targets.append(_ratio_target(
+                f"memory, {API_NAMES[api]}: every operation >= {PUB_MEMORY_MIN:g}x the published package (one at a time and 32 in flight)",
+                _op_cells(mem, "default", PUB_OPS, (api,)), PUB_MEMORY_MIN,
+            ))
+    fs = ops.get("filesystem") or {}
+    if fs and "error" not in fs:
+        durable = "power" if (fs.get("variants") or {}).get("power") == "measured" else "default"
+        note = "" if durable == "power" else (
+            "; ARTIFACT_DURABILITY=power not measured ("
+            + str((fs.get("variants") or {}).get("power", "not run")).removeprefix("skipped: ")
+            + "), so the default durability (file fsync, SQLite synchronous=NORMAL) was checked"
+        )
+        targets.append(_ratio_target(
+            f"filesystem store and metadata >= {PUB_FS_WRITE_MIN:g}x the published package with durable writes",
+            _op_cells(fs, durable, ("store", "metadata")), PUB_FS_WRITE_MIN, note,
+        ))
+        targets.append(_ratio_target(
+            f"filesystem retrieve >= {PUB_FS_RETRIEVE_MIN:g}x the published package",
+            _op_cells(fs, "default", ("retrieve",)), PUB_FS_RETRIEVE_MIN,
+        ))
+    stream = (pub.get("streaming") or {}).get("filesystem") or {}
+    if stream and "error" not in stream:
+        targets.append(_ratio_target(
+            f"filesystem streaming >= {PUB_FS_STREAM_MIN:g}x the published package ({stream['size_mib']:g} MiB)",
+            [(v, k.replace("_", " ")) for k, v in stream["ratios"].items()], PUB_FS_STREAM_MIN,
+        ))
+    scale = pub.get("scale") or {}
+    for (backend, size), minimum in PUB_SEARCH_MIN.items():
+        s = scale.get(backend) or {}
+        entry = (s.get(str(size)) or {}).get("queries") if "error" not in s else None
+        cells = [] if not entry else [
+            (entry[q].get(f"ratio_{api}"), f"{q}, {API_NAMES[api]}")
+            for q in entry if q.startswith("search") for api in ("sync", "async")
+        ]
+        note = "" if entry else f" at {size:,} (sizes measured: {s.get('published_sizes', s.get('error', '–'))})"
+        targets.append(_ratio_target(
+            f"{backend} search at {size:,} artifacts >= {minimum:g}x the published package", cells, minimum, note,
+        ))
+    cells = []
+    for backend, s in scale.items():
+        if "error" in s:
+            continue
+        for size in s.get("published_sizes", []):
+            entry = s[str(size)]["queries"].get("list") or {}
+            for api in ("sync", "async"):
+                cells.append((entry.get(f"ratio_{api}"), f"{backend}, {size:,}, {API_NAMES[api]}"))
+    if scale:
+        targets.append(_ratio_target(f"list_by_session >= {PUB_LIST_MIN:g}x the published package", cells, PUB_LIST_MIN))
+    for backend, p in (pub.get("populate") or {}).items():
+        if not isinstance(p, dict) or "error" in p:
+            continue
+        sides = [(p[k]["seconds"], k) for k in ("ours_async", "ours_sync") if "seconds" in (p.get(k) or {})]
+        if not sides:
+            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                            "measured": "failed: " + "; ".join(str((p.get(k) or {}).get("error")) for k in ("ours_async", "ours_sync")),
+                            "status": "MISS"})
+            continue
+        worst_s, worst_side = max(sides)
+        n = p["artifacts"]
+
+        def side_text(sec: float, k: str, p: dict[str, Any] = p) -> str:
+            e = p[k]
+            stopped = f" (stopped at the deadline: {e['artifacts']:,} of {e['stopped_at_deadline']:,} stored)" if e.get("stopped_at_deadline") else ""
+            return f"{API_NAMES['async' if k == 'ours_async' else 'sync']} {sec:.1f} s{stopped}"
+
+        text = ", ".join(side_text(sec, k) for sec, k in sides)
+        pub_side = p.get("published") or {}
+        if "seconds" in pub_side:
+            text += f"; published {pub_side['seconds']:.1f} s for {pub_side['artifacts']:,}" + (
+                " (stopped at the deadline)" if pub_side.get("stopped_at_deadline") else "")
+        stopped = any(p[k].get("stopped_at_deadline") for _, k in sides)
+        if n >= POPULATE_COUNT or stopped:  # a side stopped at the deadline has missed the target
+            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                            "measured": text, "status": _status(not stopped and worst_s <= POPULATE_MAX_S)})
+        else:
+            projected = worst_s * POPULATE_COUNT / n
+            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                            "measured": f"only {n:,} populated: {text} (about {projected:.0f} s for {POPULATE_COUNT:,} at that rate)",
+                            "status": "SKIP"})
+    for backend, entry in ops.items():
+        if "error" in entry:
+            continue
+        cells = []
+        for size in ("1KiB", "1MiB"):
+            for variant, by_api in (((entry.get(size) or {}).get("in_flight") or {}).get("ours") or {}).items():
+                for api, by_op in by_api.items():
+                    for op, value in by_op.items():
+                        label = f"{op}, {size}, {API_NAMES[api]}" + ("" if variant == "default" else f", durability={variant}")
+                        cells.append((value, label))
+        targets.append(_ratio_target(
+            f"32 in flight never slower than one at a time ({backend}; ops/s at 32 ÷ at 1)", cells, IN_FLIGHT_MIN,
+        ))
+    cli = pub.get("cli") or {}
+    if "ratio" in cli:
+        targets.append({
+            "target": f"`chuk-admin --version` within {CLI_MAX:g}x of `python -c \"import click\"`",
+            "measured": f"{cli['chuk_admin_ms']:.0f} ms vs {cli['import_click_ms']:.0f} ms: {cli['ratio']:.2f}x (median of {cli['runs']} interleaved runs)",
+            "status": _status(cli["ratio"] <= CLI_MAX),
+        })
+    elif cli:
+        targets.append({"target": "`chuk-admin --version` start-up", "measured": f"error: {cli.get('error')}", "status": "MISS"})
+    return targets
+
+
+def _render_published(pub: dict[str, Any]) -> list[str]:
+    lines = ["### Ours vs the published package (chuk-artifacts 0.11.4)", ""]
+    if pub.get("status") != "ok":
+        return lines + [f"Skipped: {pub.get('reason') or pub.get('error') or 'not run'}", ""]
+    info = pub.get("published") or {}
+    src = pub.get("worker") or {}
+    where = src.get("venv") or src.get("python") or src.get("command") or "?"
+    lines += [
+        f"Ratios are **ours ÷ published** (operations or MiB per second; above 1 = ours faster), the median of "
+        f"per-round ratios, each round running both sides back to back. Published side: "
+        f"{info.get('package', '?')} {info.get('version', '?')} on Python {info.get('python', '?')}, in a worker "
+        f"process of its own ({src.get('source', '?')}: `{where}`), through its async API; 32 in flight = 32 tasks "
+        f"under one `asyncio.gather`. Ours: the sync API (32 threads) and the async facade "
+        f"(`AsyncArtifactStore(sync_store=store)`, 32 tasks).",
+        "",
+    ]
+    ops = pub.get("ops") or {}
+    for backend, entry in ops.items():
+        if "error" in entry:
+            lines += [f"**{backend}**: error — {entry['error']}", ""]
+            continue
+        for variant, state in (entry.get("variants") or {}).items():
+            if state != "measured":
+                lines += [f"- **{backend}, ARTIFACT_DURABILITY={variant}**: {state}", ""]
+        for variant in [v for v, st in (entry.get("variants") or {}).items() if st == "measured"]:
+            for size in ("1KiB", "1MiB"):
+                o = entry.get(size)
+                if not o:
+                    continue
+                title = f"**{backend}, {size}**" + ("" if variant == "default" else f", ours with ARTIFACT_DURABILITY={variant}")
+                lines += [title + ": ours ÷ published (ours ops/s)", ""]
+                rows = []
+                for op in PUB_OPS:
+                    row = [op, " / ".join(_f(o["published"][m][op]["median"]) for m in ("sequential", "concurrent"))]
+                    for api in ("sync", "async"):
+                        for mode in ("sequential", "concurrent"):
+                            ratio = o["ratios"][variant][api][mode][op]
+                            row.append(f"**{_x(ratio)}** ({_f(o['ours'][variant][api][mode][op]['median'])})")
+                    rows.append(row)
+                lines += _table(["op", "published ops/s: 1 / ×32", "sync API, 1 at a time", "sync API, 32 threads",
+                                 "async facade, 1 at a time", "async facade, 32 tasks"], rows)
+    rows = []
+    for backend, entry in ops.items():
+        if "error" in entry:
+            continue
+        for size in ("1KiB", "1MiB"):
+            f = (entry.get(size) or {}).get("in_flight")
+            if not f:
+                continue
+            for variant, by_api in f["ours"].items():
+                for op in PUB_OPS:
+                    label = op if variant == "default" else f"{op} (ours: ARTIFACT_DURABILITY={variant})"
+                    rows.append([backend, size, label, _x(by_api["sync"][op]), _x(by_api["async"][op]),
+                                 _x(f["published"][op])])
+    if rows:
+        lines += ["**32 in flight ÷ one at a time** (ops/s; below 1 = 32 in flight was slower):", ""]
+        lines += _table(["backend", "size", "op", "ours sync API", "ours async facade", "published"], rows)
+
+    scale = pub.get("scale") or {}
+    if scale:
+        lines += ["**Search and list** (ms per call, ours sync / async facade vs published; ratio ours ÷ published in calls/s, "
+                  "page of 20; rows = what one call returned):", ""]
+        rows = []
+        for backend, s in scale.items():
+            if "error" in s:
+                rows.append([backend, "error", s["error"][:80], "", "", ""])
+                continue
+            for size in s["sizes"]:
+                for q, e in s[str(size)]["queries"].items():
+                    pub_ms = e.get("published_ms")
+                    rows.append([
+                        backend, f"{size:,}", q,
+                        f"{e['ours_sync_ms']:.2f} / {e['ours_async_ms']:.2f} ({e.get('ours_sync_rows')} rows)",
+                        "not measured" if pub_ms is None else f"{pub_ms:.2f} ({e.get('published_rows')} rows)",
+                        "–" if pub_ms is None else f"**{_x(e.get('ratio_sync'))}** / **{_x(e.get('ratio_async'))}**",
+                    ])
+        lines += _table(["backend", "artifacts", "query", "ours ms: sync / async", "published ms", "ratio sync / async"], rows)
+        fills = []
+        for backend, s in scale.items():
+            if "error" in s:
+                continue
+            for size in s["sizes"]:
+                f = s[str(size)]["fill_seconds"]
+                fills.append(f"{backend} {size:,}: ours {f['ours']:.1f} s" + (f", published {f['published']:.1f} s" if "published" in f else ""))
+            if s.get("published_capped"):
+                fills.append(f"{backend}: {s['published_capped']}")
+        lines += ["Catalog fill (not timed against a target): " + "; ".join(fills) + ".", ""]
+
+    streaming = pub.get("streaming") or {}
+    if streaming:
+        rows = []
+        for backend, st in streaming.items():
+            if "error" in st:
+                rows.append([backend, "error: " + st["error"][:80], "", "", ""])
+                continue
+            v, r = st["mib_per_s"], st["ratios"]
+            for d in ("upload", "download"):
+                rows.append([backend, d, f"{_f(v[f'ours:sync:{d}'], 1)} / {_f(v[f'ours:async:{d}'], 1)}",
+                             _f(v[f"published:{d}"], 1), f"**{_x(r[f'sync_{d}'])}** / **{_x(r[f'async_{d}'])}**"])
+        size = next((st["size_mib"] for st in streaming.values() if "size_mib" in st), 0)
+        lines += [f"**Streaming a {size:g} MiB object** (MiB/s; from an in-memory buffer in 64 KiB chunks, each downloaded "
+                  "chunk counted and dropped; the published package buffers the whole object both ways):", ""]
+        lines += _table(["backend", "direction", "ours sync / async facade", "published", "ratio sync / async"], rows)
+
+    populate = pub.get("populate") or {}
+    if populate:
+        rows = []
+        for backend, p in populate.items():
+            for side, label in (("ours_async", "ours, async facade (32 tasks)"), ("ours_sync", "ours, sync API (32 threads)"),
+                                ("published", "published (32 tasks, asyncio.gather)")):
+                e = p.get(side) or {}
+                stopped = f" (stopped at the {p.get('deadline_s', 0):g} s deadline)" if e.get("stopped_at_deadline") else ""
+                rows.append([backend, label] + (["error: " + e["error"][:80], "", ""] if "error" in e else
+                                                 [_f(e.get("artifacts")), _f(e.get("seconds"), 1) + stopped,
+                                                  _f(e.get("artifacts_per_s"))]))
+        lines += ["**Populating 1 KiB artifacts, 32 in flight** (one fresh store each; each caller stores its share "
+                  "one after another):", ""]
+        lines += _table(["backend", "side", "artifacts", "seconds", "artifacts/s"], rows)
+
+    cli = pub.get("cli") or {}
+    if "ratio" in cli:
+        lines += [f"**Start-up**: `{cli['command']}` {cli['chuk_admin_ms']:.0f} ms vs `{cli['reference']}` "
+                  f"{cli['import_click_ms']:.0f} ms (medians of {cli['runs']} interleaved runs; median per-run ratio "
+                  f"{cli['ratio']:.2f}x).", ""]
+    return lines
 
 
 def _f(value: Any, digits: int = 0) -> str:
@@ -289,6 +587,10 @@ def render(results: dict[str, Any]) -> str:
             for b, c in cleanup.items()
         ]
         lines += _table(["backend", "expired artifacts", "seconds", "artifacts/s"], rows)
+
+    published = results.get("published") or {}
+    if published:
+        lines += _render_published(published)
 
     lines.append(END)
     return "\n".join(lines) + "\n"

@@ -18,13 +18,13 @@ import time
 import traceback
 from typing import Any
 
-from . import cleanup, ops, report, scale, stream
+from . import cleanup, ops, published, report, scale, stream
 from .backends import ALL_BACKENDS, Unavailable, prepare
 from .common import MiB, load, machine, source_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SECTIONS = ("ops", "scale", "stream", "cleanup")
+SECTIONS = ("ops", "scale", "stream", "cleanup", "published")
 
 
 def _csv(value: str) -> list[str]:
@@ -45,6 +45,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cleanup-count", type=int, help="expired artifacts per cleanup (default 5000; quick 200)")
     p.add_argument("--s3-server", choices=("auto", "weed", "moto", "none"), default="auto",
                    help="loopback S3 server for the s3 backend (auto: SeaweedFS, else moto)")
+    g = p.add_argument_group("published", "the published package (chuk-artifacts 0.11.4) as a side: section `published`")
+    g.add_argument("--published-venv", default=os.environ.get("CHUK_BENCH_PUBLISHED_VENV"),
+                   help="venv for the published package, made with pip on first use and reused "
+                        "(default benchmarks/.published-venv; env CHUK_BENCH_PUBLISHED_VENV)")
+    g.add_argument("--published-python", default=os.environ.get("CHUK_BENCH_PUBLISHED_PYTHON"),
+                   help="an interpreter that already has chuk-artifacts==0.11.4: no venv is made "
+                        "(env CHUK_BENCH_PUBLISHED_PYTHON)")
+    g.add_argument("--published-worker", default=os.environ.get("CHUK_BENCH_PUBLISHED_WORKER"),
+                   help="a command speaking the worker protocol instead of the published package "
+                        "(for tests; env CHUK_BENCH_PUBLISHED_WORKER)")
+    g.add_argument("--published-fs-max", type=int, default=10000,
+                   help="largest catalog / population on the published filesystem provider (default 10000)")
+    g.add_argument("--populate-count", type=int, help="artifacts populated at 32 in flight (default 100000; quick 500)")
+    g.add_argument("--populate-deadline", type=float, default=120.0,
+                   help="seconds after which a population stops and reports what it stored (default 120: "
+                        "twice the 60 s target)")
+    g.add_argument("--published-stream-mib", type=int, help="object streamed against the published package (default 64; quick 4)")
     p.add_argument("--output", help="results JSON (default benchmarks/results/<timestamp>.json)")
     p.add_argument("--markdown", help="page whose tables to regenerate (default docs/performance.md on full runs)")
     p.add_argument("--no-markdown", action="store_true", help="do not touch any markdown page")
@@ -56,10 +73,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-only", metavar="JSON", help="regenerate the markdown from a results file and exit")
     args = p.parse_args(argv)
     q = args.quick
+    args.published_scale_sizes = args.scale_sizes or ([200, 400] if q else [1000, 10000, 100000])
     args.rounds = args.rounds or (2 if q else 5)
     args.scale_sizes = args.scale_sizes or ([1000, 1500] if q else [1000, 10000, 100000])
     args.stream_mib = args.stream_mib or (4 if q else 256)
     args.cleanup_count = args.cleanup_count or (200 if q else 5000)
+    args.populate_count = args.populate_count or (500 if q else 100000)
+    args.published_stream_mib = args.published_stream_mib or (4 if q else 64)
     for name in args.sections:
         if name not in SECTIONS:
             p.error(f"unknown section {name!r}")
@@ -104,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             "scale_backends": args.scale_backends, "scale_sizes": args.scale_sizes,
             "stream_mib": args.stream_mib, "cleanup_count": args.cleanup_count,
             "entry_point_plugins": os.environ["CHUK_ARTIFACTS_PLUGINS"] or "none",
+            "populate_count": args.populate_count, "published_scale_sizes": args.published_scale_sizes, "published_stream_mib": args.published_stream_mib,
+            "published_fs_max": args.published_fs_max, "populate_deadline": args.populate_deadline,
         },
         "backends": {},
-        "ops": {}, "scale": {}, "streaming": {}, "cleanup": {},
+        "ops": {}, "scale": {}, "streaming": {}, "cleanup": {}, "published": {},
     }
     failed = False
     servers = []
@@ -150,6 +172,24 @@ def main(argv: list[str] | None = None) -> int:
                 count = args.cleanup_count if name != "s3" else max(1, args.cleanup_count // 5)
                 section("cleanup", name, cleanup.run, spec, count,
                         rounds=1 if args.quick else 3, log=log)
+        if "published" in args.sections:
+            log("published package: ours vs chuk-artifacts 0.11.4")
+            try:
+                results["published"] = published.run(
+                    [b for b in args.backends if b in specs], workdir,
+                    {"venv": args.published_venv, "python": args.published_python, "worker": args.published_worker},
+                    quick=args.quick, rounds=args.rounds, scale_sizes=args.published_scale_sizes,
+                    stream_bytes=args.published_stream_mib * MiB, populate_count=args.populate_count,
+                    fs_max=args.published_fs_max, populate_deadline=args.populate_deadline, log=log,
+                )
+                problems = published.errors(results["published"])
+                for problem in problems:
+                    log(f"published: error in {problem}")
+                failed = failed or bool(problems)
+            except Exception as exc:  # noqa: BLE001 - recorded; the run exits non-zero
+                failed = True
+                traceback.print_exc()
+                results["published"] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         for server in servers:
             server.stop()
