@@ -34,7 +34,7 @@ def storage_backend(provider: str, settings: Settings) -> Blobs | None:
     if provider == "memory":
         return MemoryBlobs()
     if provider == "filesystem":
-        return LocalBlobs(settings.fs_root)
+        return LocalBlobs(settings.fs_root, fsync_directories=settings.durability == "power")
     if provider in S3_PROVIDERS and _s3_installed():  # else: unknown, with the install hint
         from .s3 import S3Blobs
 

@@ -194,6 +194,14 @@ class Blobs:
         """Release clients and connections (nothing for most filesystems)."""
 
 
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class MemoryBlobs(Blobs):
     """Bytes in process memory; every store gets its own, never fsspec's global store."""
 
@@ -240,12 +248,17 @@ class LocalBlobs(Blobs):
 
     name = "filesystem"
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, fsync_directories: bool = False
+    ) -> None:
         from fsspec.implementations.local import LocalFileSystem
 
         self.root_dir = os.path.realpath(os.fspath(root))
         os.makedirs(self.root_dir, exist_ok=True)
         self.fsync = fsync
+        #: Also fsync the directory of each renamed file (and of each new directory), so that the
+        #: rename itself survives an OS crash or power loss (``durability="power"``).
+        self.fsync_directories = fsync_directories
         super().__init__(LocalFileSystem(), self.root_dir)
 
     def path(self, key: str) -> str:
@@ -263,7 +276,7 @@ class LocalBlobs(Blobs):
         path = self.path(key)
         directory = os.path.dirname(path)
         with _provider_errors("write", key):
-            os.makedirs(directory, exist_ok=True)
+            self._makedirs(directory)
             fd, tmp = tempfile.mkstemp(prefix=self._temp_prefix(path), dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -273,10 +286,26 @@ class LocalBlobs(Blobs):
                     os.fsync(f.fileno())
             with _provider_errors("write", key):
                 os.replace(tmp, path)
+                if self.fsync_directories:
+                    _fsync_directory(directory)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def _makedirs(self, directory: str) -> None:
+        """``os.makedirs``; with ``fsync_directories``, each new directory's parent is fsynced."""
+        if not self.fsync_directories or os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
+            return
+        missing = []
+        parent = directory
+        while not os.path.isdir(parent) and parent.startswith(self.root_dir + os.sep):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        os.makedirs(directory, exist_ok=True)
+        for made in reversed(missing):
+            _fsync_directory(os.path.dirname(made))
 
     @staticmethod
     def _temp_prefix(path: str) -> str:
@@ -286,8 +315,10 @@ class LocalBlobs(Blobs):
     def move(self, src: str, dst: str) -> None:
         source, target = self.path(src), self.path(dst)
         with _provider_errors("move", src):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self._makedirs(os.path.dirname(target))
             os.replace(source, target)  # atomic; the source was fsynced when it was written
+            if self.fsync_directories:
+                _fsync_directory(os.path.dirname(target))
 
     def discard_partial(self, key: str) -> None:
         path = self.path(key)

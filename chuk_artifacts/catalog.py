@@ -326,8 +326,13 @@ class Catalog:
         *,
         auto_migrate: bool | None = None,
         prepare_connection: Callable[[Any, str], None] | None = None,
+        durable: bool = False,
     ) -> None:
         self.url = make_url(url)
+        #: SQLite files commit with ``synchronous=FULL`` (each commit fsyncs the WAL: survives power
+        #: loss) instead of ``NORMAL`` (survives a killed process; the last commits may roll back
+        #: after an OS crash or power loss).
+        self.durable = durable
         self.dialect = self.url.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self.in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
@@ -381,6 +386,7 @@ class Catalog:
 
         if self.is_sqlite:
             in_memory = self.in_memory
+            synchronous = "FULL" if self.durable else "NORMAL"
 
             @event.listens_for(engine, "connect")
             def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -388,7 +394,7 @@ class Catalog:
                 cur = dbapi_conn.cursor()
                 if not in_memory:
                     cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA synchronous=NORMAL")
+                    cur.execute(f"PRAGMA synchronous={synchronous}")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=60000")
                 cur.close()

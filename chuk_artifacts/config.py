@@ -36,6 +36,8 @@ PROVIDER_ALIASES = {
 SESSION_PROVIDER_ALIASES = {"memory": "catalog", "sqlite": "catalog", "sql": "catalog"}
 
 _TRUE = {"1", "true", "yes", "on"}
+#: ``Settings.durability``: what an acknowledged write survives.
+DURABILITY_LEVELS = ("process", "power")
 
 # (field, environment variable, type) — the single table of what is read from where.
 _ENV: tuple[tuple[str, str, type], ...] = (
@@ -50,6 +52,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("default_ttl", "ARTIFACT_DEFAULT_TTL", int),
     ("strict", "ARTIFACT_STRICT", bool),
     ("verify_reads", "ARTIFACT_VERIFY_READS", bool),
+    ("durability", "ARTIFACT_DURABILITY", str),
     ("max_meta_bytes", "ARTIFACT_MAX_META_BYTES", int),
     ("public_url", "ARTIFACT_PUBLIC_URL", str),
     ("presign_secret", "ARTIFACT_PRESIGN_SECRET", str),
@@ -135,6 +138,10 @@ class Settings:
     default_ttl: int = 900
     strict: bool = False
     verify_reads: bool = False
+    #: What an acknowledged write survives (``docs/reliability.md``): ``process`` (default) a
+    #: killed process; ``power`` also an OS crash or power loss (SQLite ``synchronous=FULL``,
+    #: and local files' directories fsynced after each rename).
+    durability: str = "process"
     max_meta_bytes: int = 65536
     public_url: str = "http://127.0.0.1:8787"
     presign_secret: str | None = None
@@ -194,9 +201,16 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
                 raise InvalidArgumentError(f"{name} must be more than 0 and at most 3600 seconds")
+        durability = self.durability.strip().lower() if isinstance(self.durability, str) else self.durability
+        if durability not in DURABILITY_LEVELS:
+            raise InvalidArgumentError(
+                f"durability must be one of {', '.join(DURABILITY_LEVELS)} (ARTIFACT_DURABILITY), "
+                f"not {self.durability!r}"
+            )
         session = self.session_provider.strip().lower()
         return replace(
             self,
+            durability=durability,
             storage_provider=normalize_provider(self.storage_provider),
             session_provider=SESSION_PROVIDER_ALIASES.get(session, session),
             public_url=self.public_url.rstrip("/"),

@@ -76,6 +76,7 @@ class StoreCore:
                 settings.resolved_catalog_url(),
                 auto_migrate=auto_migrate,
                 prepare_connection=lambda c, d: pm.hook.prepare_connection(dbapi_connection=c, dialect=d),
+                durable=settings.durability == "power",
             )
         except BaseException:
             self.blobs.close()
