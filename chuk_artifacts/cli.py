@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
@@ -226,6 +224,8 @@ def _reject_constant(name: str) -> NoReturn:
 
 def _parse_meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Any] | None:
     """``KEY=VALUE`` pairs; a VALUE that parses as JSON is that value, else the string."""
+    import json
+
     if not values:
         return None
     meta: dict[str, Any] = {}
@@ -261,6 +261,8 @@ def progress_option(func: _F) -> _F:
 
 
 def _echo_json(value: Any) -> None:
+    import json
+
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
@@ -416,6 +418,7 @@ def put(path: str, mime: str | None, summary: str, filename: str | None, scope: 
 def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
     """Write ``chunks`` to a temp file beside ``path``, fsync, then rename it over ``path``."""
     import tempfile
+    from pathlib import Path
 
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -536,6 +539,8 @@ def search(as_json: bool, **filters: Any) -> None:
 @catalog_options
 def info(artifact_id: str, user: str | None, session: str | None, as_json: bool) -> None:
     """Print an artifact's metadata."""
+    import json
+
     with _open_store() as store:
         meta = store.metadata(artifact_id, user_id=user, session_id=session).to_dict()
     if as_json:
@@ -787,6 +792,8 @@ def fsck(verify: bool, repair: bool, delete_orphans: bool, drop_missing: bool, g
 
 
 def _catalog_url() -> str:
+    from pathlib import Path
+
     settings = _settings()
     if settings.storage_provider == "memory" and not settings.catalog_url:
         raise click.UsageError(
@@ -861,6 +868,8 @@ def migrate_stamp(revision: str) -> None:
 @json_option
 def migrate_history(as_json: bool) -> None:
     """List the revisions shipped with this version, oldest first."""
+    import json
+
     from . import migrate as migrations
 
     rows = migrations.history()
