@@ -121,7 +121,7 @@ def test_every_public_name_resolves_to_its_modules_object(name: str) -> None:
 
 
 def test_the_public_names_in_a_fresh_interpreter() -> None:
-    """``from chuk_artifacts import *`` and ``dir()`` list exactly ``__all__`` and more."""
+    """``from chuk_artifacts import *`` gives exactly ``__all__``; ``dir()`` lists all of it."""
     out = json.loads(_python(
         "import json\n"
         "import chuk_artifacts\n"
@@ -154,7 +154,7 @@ def test_the_type_checking_imports_match_the_lazy_table() -> None:
     assert sorted(seen) == sorted(chuk_artifacts.__all__)
 
 
-def test_the_version_is_the_distributions() -> None:
+def test_the_version_is_pyprojects() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     match = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
     assert match is not None
