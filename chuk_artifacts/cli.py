@@ -12,30 +12,44 @@ Without ``--user``/``--session`` a command acts as the application (admin), stri
 Every error is one line on stderr and a non-zero exit code (1; 2 for a usage error), never a
 traceback: ``AdminGroup.main`` does it, so ``CliRunner().invoke(cli, …)`` and the ``chuk-admin``
 script behave alike.
+
+Start-up is lazy: this module imports click and a few small modules of the package; each command
+imports what it needs (the store, SQLAlchemy, alembic, fsspec) in its body. Plugin commands (hook
+``register_commands``) are added the first time the group needs them: to list its commands
+(``--help``, shell completion) or to find a name that is not built in. So ``--version`` and
+``chuk-admin put --help`` load no plugin at all, and ``--help`` loads the plugins but nothing of
+the catalog (a plugin's own imports are its own).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import mimetypes
 import os
 import stat
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
-from . import migrate as migrations
-from .config import Settings, cli_settings
+from . import __version__
 from .errors import ArtifactNotFoundError, ArtifactStoreError
 from .grid import SCOPES
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .models import ArtifactList
+    from .store import ArtifactStore
+
+    _TtlBase = click.ParamType[int | str | None]
+else:
+    _TtlBase = click.ParamType  # generic in newer click only; subscripting it fails in older ones
+
 __all__ = ["catalog_options", "cli", "main"]
+
+#: A command function an option decorator returns unchanged (to ``@cli.command`` later).
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 # -- errors: one line, never a traceback ---------------------------------------------------------
@@ -48,9 +62,43 @@ def _error(message: str) -> None:
 
 
 class AdminGroup(click.Group):
-    """A click group whose standalone ``main`` turns every error into one line on stderr."""
+    """The ``chuk-admin`` group: plugin commands on first need, every error one line on stderr.
 
-    def main(  # type: ignore[override]
+    ``commands`` holds the built-in commands until the plugin commands are added
+    (``add_plugin_commands``, which ``list_commands`` and ``get_command`` of a name that is not
+    built in call); a plugin command never replaces a built-in one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugin_commands_added = False
+
+    def add_plugin_commands(self) -> None:
+        """Load the plugins and add the commands they register (once; built-ins keep their names)."""
+        if self.plugin_commands_added:
+            return
+        self.plugin_commands_added = True  # before the hook: a plugin may list the commands
+        built_in = dict(self.commands)
+        try:
+            _register_plugin_commands(self)
+        except BaseException:
+            self.plugin_commands_added = False
+            raise
+        finally:
+            self.commands.update(built_in)  # a plugin's command of a built-in's name loses
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is None and not self.plugin_commands_added:
+            self.add_plugin_commands()
+            command = self.commands.get(cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -97,11 +145,11 @@ def _target() -> dict[str, str | None]:
     """The options of the group and of the command, merged (the command's win)."""
     ctx = click.get_current_context()
     root = ctx.find_root()
-    root.ensure_object(dict)
-    return root.obj
+    target: dict[str, str | None] = root.ensure_object(dict)
+    return target
 
 
-def catalog_options(func: Any) -> Any:
+def catalog_options(func: _F) -> _F:
     """Add ``--catalog``/``--provider``/``--root`` to a command (they override the group's)."""
 
     @functools.wraps(func)
@@ -113,10 +161,12 @@ def catalog_options(func: Any) -> Any:
 
     for option in reversed(_catalog_options):
         wrapper = option(wrapper)
-    return wrapper
+    return cast("_F", wrapper)
 
 
 def _settings() -> Settings:
+    from .config import cli_settings
+
     t = _target()
     return cli_settings(
         catalog_url=t.get("catalog"), storage_provider=t.get("provider"),
@@ -125,7 +175,7 @@ def _settings() -> Settings:
 
 
 @contextlib.contextmanager
-def _open_store(*, note_memory: bool = True) -> Iterator[Any]:
+def _open_store(*, note_memory: bool = True) -> Iterator[ArtifactStore]:
     """The store the options point at, acting as the application (admin), closed afterwards."""
     from .policy import admin_call as _admin_call
     from .store import ArtifactStore
@@ -147,13 +197,15 @@ def _open_store(*, note_memory: bool = True) -> Iterator[Any]:
 NO_EXPIRY = "none"
 
 
-class TtlType(click.ParamType):
+class TtlType(_TtlBase):
     """Seconds (a positive integer) or ``none`` (never expires)."""
 
     name = "SECONDS|none"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if value is None or isinstance(value, int) or value == NO_EXPIRY:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str | None:
+        if value is None or isinstance(value, int):
             return value
         text = str(value).strip().lower()
         if text in ("none", "never"):
@@ -167,12 +219,14 @@ class TtlType(click.ParamType):
         return seconds
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(name)  # NaN and Infinity are not JSON: keep them as strings
 
 
 def _parse_meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Any] | None:
     """``KEY=VALUE`` pairs; a VALUE that parses as JSON is that value, else the string."""
+    import json
+
     if not values:
         return None
     meta: dict[str, Any] = {}
@@ -187,17 +241,17 @@ def _parse_meta(ctx: click.Context, param: click.Parameter, values: Sequence[str
     return meta
 
 
-def identity_options(func: Any) -> Any:
+def identity_options(func: _F) -> _F:
     func = click.option("--session", help="Act as this session (SESSION_ID).")(func)
     func = click.option("--user", help="Act as this user (USER_ID).")(func)
     return func
 
 
-def json_option(func: Any) -> Any:
+def json_option(func: _F) -> _F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
 
 
-def progress_option(func: Any) -> Any:
+def progress_option(func: _F) -> _F:
     return click.option(
         "--progress/--no-progress", default=None,
         help="Show a progress bar on stderr (default: when stderr is a terminal).",
@@ -208,6 +262,8 @@ def progress_option(func: Any) -> Any:
 
 
 def _echo_json(value: Any) -> None:
+    import json
+
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
@@ -285,7 +341,7 @@ def _show_progress(flag: bool | None) -> bool:
 
 
 @click.group(cls=AdminGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="chuk-artifacts")
+@click.version_option(__version__)  # not package_name=: importlib.metadata costs as much as click
 @click.option("--catalog", help="Catalog database URL (ARTIFACT_CATALOG_URL).")
 @click.option("--provider", help="Storage provider (ARTIFACT_PROVIDER); default: filesystem.")
 @click.option("--root", help="Filesystem root (ARTIFACT_FS_ROOT); default: $CHUK_ARTIFACTS_HOME or "
@@ -310,9 +366,6 @@ def _register_plugin_commands(group: click.Group) -> None:
     ensure_plugins_loaded().hook.register_commands(cli=group)
 
 
-_register_plugin_commands(cli)
-
-
 # -- everyday artifact work ----------------------------------------------------------------------
 
 
@@ -329,8 +382,11 @@ _register_plugin_commands(cli)
               help="Metadata entry (repeatable); VALUE is JSON if it parses, else a string.")
 @catalog_options
 def put(path: str, mime: str | None, summary: str, filename: str | None, scope: str | None,
-        user: str | None, session: str | None, ttl: Any, meta: dict[str, Any] | None) -> None:
+        user: str | None, session: str | None, ttl: int | str | None,
+        meta: dict[str, Any] | None) -> None:
     """Store the file PATH ('-' for stdin), streaming; print the new artifact id."""
+    import mimetypes
+
     from .models import StreamUploadRequest
 
     if filename is None and path != "-":
@@ -362,6 +418,9 @@ def put(path: str, mime: str | None, summary: str, filename: str | None, scope: 
 
 def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
     """Write ``chunks`` to a temp file beside ``path``, fsync, then rename it over ``path``."""
+    import tempfile
+    from pathlib import Path
+
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
@@ -408,7 +467,7 @@ def get(artifact_id: str, output: str | None, user: str | None, session: str | N
             _write_atomically(output, chunks)
 
 
-def search_options(func: Any) -> Any:
+def search_options(func: _F) -> _F:
     """The filters of ``ArtifactStore.search``, pagination and ``--json``."""
     for option in reversed([
         click.option("--user", help="Artifacts of this user (and what the user may read)."),
@@ -429,7 +488,7 @@ def search_options(func: Any) -> Any:
 _LISTING_COLUMNS = ("ID", "SCOPE", "OWNER", "BYTES", "MIME", "FILENAME", "STORED")
 
 
-def _print_listing(page: Any, as_json: bool) -> None:
+def _print_listing(page: ArtifactList, as_json: bool) -> None:
     if as_json:
         _echo_json({"artifacts": [m.to_dict() for m in page], "next_cursor": page.next_cursor})
         return
@@ -445,9 +504,9 @@ def _print_listing(page: Any, as_json: bool) -> None:
         click.echo(f"next cursor: {page.next_cursor}")
 
 
-def _find(store: Any, *, by_session: bool, user: str | None, session: str | None, scope: str | None,
+def _find(store: ArtifactStore, *, by_session: bool, user: str | None, session: str | None, scope: str | None,
           mime: str | None, meta: dict[str, Any] | None, prefix: str | None, limit: int,
-          cursor: str | None) -> Any:
+          cursor: str | None) -> ArtifactList:
     if by_session and session and not (scope or mime or meta or prefix):
         return store.list_by_session(session, limit, cursor=cursor, user_id=user)
     return store.search(
@@ -481,6 +540,8 @@ def search(as_json: bool, **filters: Any) -> None:
 @catalog_options
 def info(artifact_id: str, user: str | None, session: str | None, as_json: bool) -> None:
     """Print an artifact's metadata."""
+    import json
+
     with _open_store() as store:
         meta = store.metadata(artifact_id, user_id=user, session_id=session).to_dict()
     if as_json:
@@ -580,9 +641,9 @@ def stats(as_json: bool, user: str | None) -> None:
         click.echo(table(("SCOPE", "COUNT", "BYTES"), rows, right=(1, 2)))
 
 
-def _usage_line(usage: dict) -> str:
+def _usage_line(usage: dict[str, Any]) -> str:
     """``3 artifacts, 1.2 KiB`` with the quota limits, if any."""
-    def limit(value: int | None, fmt: Any) -> str:
+    def limit(value: int | None, fmt: Callable[[int], str]) -> str:
         return f" of {fmt(value)}" if value is not None else ""
 
     return (
@@ -630,7 +691,7 @@ def plugins(as_json: bool) -> None:
             "distribution": f"{dist.project_name} {dist.version}" if dist is not None else "built-in",
         })
     sessions = getattr(registry, "known_session_providers", lambda: ["catalog"])()
-    data = {
+    data: dict[str, Any] = {
         "plugins": found,
         "storage_providers": registry.known_providers(),
         "session_providers": sessions,
@@ -732,6 +793,8 @@ def fsck(verify: bool, repair: bool, delete_orphans: bool, drop_missing: bool, g
 
 
 def _catalog_url() -> str:
+    from pathlib import Path
+
     settings = _settings()
     if settings.storage_provider == "memory" and not settings.catalog_url:
         raise click.UsageError(
@@ -753,6 +816,8 @@ def migrate() -> None:
 @catalog_options
 def migrate_upgrade(revision: str) -> None:
     """Upgrade the catalog to REVISION (default: head)."""
+    from . import migrate as migrations
+
     url = _catalog_url()
     migrations.upgrade(url, revision)
     click.echo(f"catalog at {migrations.current_revision(url)}")
@@ -763,6 +828,8 @@ def migrate_upgrade(revision: str) -> None:
 @catalog_options
 def migrate_downgrade(revision: str) -> None:
     """Downgrade the catalog to REVISION ('base' drops every table)."""
+    from . import migrate as migrations
+
     url = _catalog_url()
     migrations.downgrade(url, revision)
     click.echo(f"catalog at {migrations.current_revision(url)}")
@@ -773,6 +840,8 @@ def migrate_downgrade(revision: str) -> None:
 @catalog_options
 def migrate_current(as_json: bool) -> None:
     """Print the catalog's revision and whether it is the newest."""
+    from . import migrate as migrations
+
     url = _catalog_url()
     current, head = migrations.current_revision(url), migrations.head_revision()
     if as_json:
@@ -789,6 +858,8 @@ def migrate_current(as_json: bool) -> None:
 @catalog_options
 def migrate_stamp(revision: str) -> None:
     """Record REVISION as the catalog's version without migrating (for adopted databases)."""
+    from . import migrate as migrations
+
     url = _catalog_url()
     migrations.stamp(url, revision)
     click.echo(f"catalog stamped at {migrations.current_revision(url)}")
@@ -798,6 +869,10 @@ def migrate_stamp(revision: str) -> None:
 @json_option
 def migrate_history(as_json: bool) -> None:
     """List the revisions shipped with this version, oldest first."""
+    import json
+
+    from . import migrate as migrations
+
     rows = migrations.history()
     if as_json:
         click.echo(json.dumps([{"revision": r, "down_revision": d, "doc": doc} for r, d, doc in rows]))
@@ -805,9 +880,13 @@ def migrate_history(as_json: bool) -> None:
     click.echo(table(("REVISION", "DOWN", "DESCRIPTION"), [(r, d or "(base)", doc) for r, d, doc in rows]))
 
 
-def main() -> None:
-    """Entry point of the ``chuk-admin`` script (errors: one line on stderr, exit code 1 or 2)."""
-    cli.main(prog_name="chuk-admin")
+def main(args: Sequence[str] | None = None, *, standalone_mode: bool = True) -> Any:
+    """Entry point of the ``chuk-admin`` script (errors: one line on stderr, exit code 1 or 2).
+
+    ``args`` default to ``sys.argv[1:]``; with ``standalone_mode=False`` click's exceptions
+    propagate and the command's return value (or exit code) is returned instead of exiting.
+    """
+    return cli.main(args, prog_name="chuk-admin", standalone_mode=standalone_mode)
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -83,8 +84,14 @@ def test_migrate_refuses_an_explicit_in_memory_catalog_with_a_clear_error() -> N
 
 
 def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
-    """(path, command) of every command and group of chuk-admin, nested ones included."""
-    for name, command in sorted(group.commands.items()):
+    """(path, command) of every command and group of chuk-admin, nested ones included.
+
+    Through ``list_commands``/``get_command``, not ``group.commands``: chuk-admin adds the plugins'
+    commands only when it is asked for its list.
+    """
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*prefix, name), command
         if hasattr(command, "commands"):
             yield from _commands(command, (*prefix, name))
