@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
-
-from .catalog import Catalog, Row
 from .errors import ArtifactNotFoundError, SessionError
 from .grid import validate_id
 from .interfaces import SessionProvider
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+
+Row = dict[str, Any]
 
 __all__ = ["SessionProvider", "SessionRules", "CatalogSessions", "new_session_id"]
 
@@ -108,9 +110,10 @@ class CatalogSessions(SessionRules):
     """Sessions of one sandbox, kept in the catalog (the built-in ``catalog`` provider)."""
 
     name = "catalog"
-    _create_conflicts = (SessionError, IntegrityError)  # two inserts of one new session id
-
     def __init__(self, catalog: Catalog, sandbox_id: str, ttl_seconds: float) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        self._create_conflicts = (SessionError, IntegrityError)  # two inserts of one new session id
         self.catalog = catalog
         self.sandbox_id = sandbox_id
         self.ttl = ttl_seconds
