@@ -300,8 +300,19 @@ class Writer:
     # -- deletes ----------------------------------------------------------------------------------
 
     def delete_one(self, row: Row, *, event: str | None, caller: Caller | None) -> bool:
-        """Tombstone, delete the bytes, delete the row of one artifact; report ``event``."""
+        """Tombstone, delete the bytes, delete the row of one artifact; report ``event``.
+        (Volatile bytes cannot outlive a crash: the row goes in one transaction, then the bytes.)"""
         now = time.time()
+        if self.blobs.volatile:
+            with self.catalog.tx() as tx:
+                claimed = self.catalog.delete_one(tx, row["row_id"], now)
+                if claimed is not None:
+                    self.catalog.remove_one(tx, row["row_id"])
+            if claimed is None:
+                return False
+            self.blobs.delete_many([k for k in (claimed["key"], claimed["pending_key"]) if k])
+            self.events.artifacts(event, [row], caller)
+            return True
         with self.catalog.tx() as tx:
             claimed = self.catalog.delete_one(tx, row["row_id"], now)
         if claimed is None:
