@@ -109,8 +109,9 @@ def _edge(source: str, target: str) -> str:
     return f"{source} → {target} ({PACKAGE}/{source}.py:{GRAPH[source][target]})"
 
 
-def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
-    """One shortest cycle through each strongly connected component of more than one module."""
+def _cycles(graph: dict[str, dict[str, int]]) -> list[tuple[list[str], list[str]]]:
+    """(one shortest cycle, all its modules) for each strongly connected component of more than
+    one module: the modules that all reach each other through imports."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -170,7 +171,7 @@ def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
             if best is None or len(path) < len(best):
                 best = path
         assert best is not None
-        cycles.append(best)
+        cycles.append((best, component))
     return cycles
 
 
@@ -191,10 +192,10 @@ def test_a_module_is_in_one_layer_only() -> None:
 def test_no_import_cycles() -> None:
     cycles = _cycles(GRAPH)
     assert not cycles, "import cycles in the package:\n" + "\n".join(
-        "  " + " → ".join(cycle) + "\n" + "".join(
-            f"      {_edge(a, b)}\n" for a, b in zip(cycle, cycle[1:])
-        )
-        for cycle in cycles
+        "  " + " → ".join(cycle) + "\n"
+        + "".join(f"      {_edge(a, b)}\n" for a, b in zip(cycle, cycle[1:]))
+        + (f"    (and more: these all import each other: {', '.join(group)})\n" if len(group) > len(cycle) - 1 else "")
+        for cycle, group in cycles
     )
 
 
@@ -251,5 +252,7 @@ def test_checker_counts_imports_in_functions_but_not_type_checking_blocks() -> N
 
 def test_checker_reports_a_cycle_with_its_path() -> None:
     graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1, "d": 1}, "d": {}, "e": {"f": 1}, "f": {"e": 1}}
-    assert _cycles(graph) == [["a", "b", "c", "a"], ["e", "f", "e"]]
+    assert _cycles(graph) == [(["a", "b", "c", "a"], ["a", "b", "c"]), (["e", "f", "e"], ["e", "f"])]
+    bigger = {"a": {"b": 1}, "b": {"a": 1, "c": 1}, "c": {"d": 1}, "d": {"b": 1}}
+    assert _cycles(bigger) == [(["a", "b", "a"], ["a", "b", "c", "d"])]
     assert _cycles({"a": {"b": 1}, "b": {}}) == []
