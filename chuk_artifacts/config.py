@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from .errors import InvalidArgumentError
 
 __all__ = [
+    "ENVIRONMENT_VARIABLES",
     "Settings",
     "PluginSettings",
     "configure_memory",
@@ -250,6 +251,17 @@ class Settings:
 
 #: chuk-admin's home: where its default store lives when no provider is configured.
 CLI_HOME_VAR = "CHUK_ARTIFACTS_HOME"
+
+#: Every environment variable this module reads, and so every one chuk-artifacts reads (no other
+#: module reads the environment): the store settings (``Settings.from_env``), plugin loading
+#: (``PluginSettings.from_env``) and chuk-admin's home (``cli_home``: ``CHUK_ARTIFACTS_HOME``,
+#: else ``XDG_DATA_HOME``). A test instruments those reads and fails on one missing here.
+ENVIRONMENT_VARIABLES: tuple[str, ...] = (
+    *(var for _field, var, _kind in _ENV),
+    *(var for _field, var, _kind in _PLUGIN_ENV),
+    CLI_HOME_VAR,
+    "XDG_DATA_HOME",
+)
 
 
 def cli_home(environ: Mapping[str, str] | None = None) -> Path:
