@@ -56,6 +56,6 @@ def native_presigner(store: ArtifactStore) -> Presigner | None:
 @hookimpl(trylast=True)
 def presigner(store: ArtifactStore) -> Presigner:
     """HMAC-signed gateway URLs: the fallback for every backend without native presigning."""
-    from .presign import HmacPresigner
+    from .signing import HmacPresigner
 
     return HmacPresigner.for_store(store)

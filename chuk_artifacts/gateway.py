@@ -26,7 +26,7 @@ from .errors import (
 )
 from .interfaces import Presigner
 from .models import SignedBlob
-from .presign import HmacPresigner
+from .signing import HmacPresigner
 from .signing import SignatureError, content_disposition
 
 __all__ = ["make_app", "serve", "SignedURLStore"]

@@ -3,7 +3,7 @@
 - ``SessionProvider``: what the store needs from a session provider (hook ``session_provider``);
   the built-in one is ``sessions.CatalogSessions``, ``chuk-artifacts-redis`` adds another.
 - ``Presigner``: makes download, upload and part URLs (hook ``presigner``); the built-ins are
-  ``presign.HmacPresigner`` (gateway URLs) and ``s3.S3Presigner`` (SigV4).
+  ``signing.HmacPresigner`` (gateway URLs) and ``s3.S3Presigner`` (SigV4).
 
 ``chuk_artifacts.testing`` has conformance kits that check an implementation against these.
 """

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .blobs import Blobs
     from .catalog import Catalog
     from .config import Settings
-    from .sessions import SessionProvider
+    from .interfaces import SessionProvider
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -144,7 +144,7 @@ def check_session_provider(name: str) -> None:
 
 def make_sessions(settings: Settings, catalog: Catalog) -> SessionProvider:
     """The session provider ``settings.session_provider`` for the store's sandbox."""
-    from .sessions import SessionProvider
+    from .interfaces import SessionProvider
 
     name = settings.session_provider
     provider: object = ensure_plugins_loaded().hook.session_provider(

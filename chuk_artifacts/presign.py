@@ -1,7 +1,8 @@
-"""Presigned download URLs, and the HMAC presigner that serves memory and local backends.
+"""Presigned download URLs: the store's ``presign*`` methods (the caller needs read access).
 
-Presigners are plugins (hook ``presigner``). The built-in one signs gateway URLs with HMAC;
-``chuk_artifacts.gateway.make_app(store)`` serves them. S3-style backends presign natively.
+Presigners are plugins (hook ``presigner``; interface ``interfaces.Presigner``). The built-in one,
+``signing.HmacPresigner``, signs gateway URLs that ``chuk_artifacts.gateway.make_app(store)``
+serves; S3-style backends presign natively (``s3.S3Presigner``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from .errors import InvalidArgumentError
 from .core import StoreCore
 from .events import reports_denials
 from .interfaces import Presigner
-from .signing import UrlSigner, generate_secret
+from .signing import HmacPresigner
 
 if TYPE_CHECKING:
     from .catalog import Row
@@ -26,35 +27,6 @@ def check_expires(expires: Any) -> int:
     if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_EXPIRES:
         raise InvalidArgumentError(f"expires must be an integer number of seconds from 1 to {MAX_EXPIRES}")
     return expires
-
-
-class HmacPresigner:
-    """Gateway URLs signed with the store's secret: ``/blob/<key>``, ``/upload/<id>[/part/<n>]``."""
-
-    name = "hmac"
-
-    def __init__(self, signer: UrlSigner) -> None:
-        self.signer = signer
-
-    @classmethod
-    def for_store(cls, store: Any) -> "HmacPresigner":
-        secret = store.settings.presign_secret
-        if not secret:
-            if store.catalog.in_memory:
-                secret = generate_secret()
-            else:  # generated once, kept in the catalog: survives restarts, shared by instances
-                with store.catalog.write() as conn:
-                    secret = store.catalog.set_info_if_absent(conn, "presign_secret", generate_secret())
-        return cls(UrlSigner(secret, store.settings.public_url))
-
-    def download_url(self, row: "Row", expires: int) -> str:
-        return self.signer.sign("GET", f"/blob/{row['key']}", expires)
-
-    def upload_url(self, upload: "Row", expires: int) -> str:
-        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}", expires)
-
-    def part_url(self, upload: "Row", part_number: int, expires: int) -> str:
-        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}/part/{part_number}", expires)
 
 
 class PresignMethods(StoreCore):

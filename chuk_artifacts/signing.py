@@ -14,10 +14,10 @@ import hmac
 import re
 import secrets
 import time
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import quote, urlencode
 
-__all__ = ["UrlSigner", "SignatureError", "generate_secret"]
+__all__ = ["UrlSigner", "SignatureError", "generate_secret", "content_disposition", "HmacPresigner"]
 
 
 class SignatureError(Exception):
@@ -67,3 +67,35 @@ def content_disposition(filename: str | None) -> str:
     name = (filename or "download").rsplit("/", 1)[-1] or "download"
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+Row = dict[str, Any]
+
+
+class HmacPresigner:
+    """Gateway URLs signed with the store's secret: ``/blob/<key>``, ``/upload/<id>[/part/<n>]``."""
+
+    name = "hmac"
+
+    def __init__(self, signer: UrlSigner) -> None:
+        self.signer = signer
+
+    @classmethod
+    def for_store(cls, store: Any) -> HmacPresigner:
+        secret = store.settings.presign_secret
+        if not secret:
+            if store.catalog.in_memory:
+                secret = generate_secret()
+            else:  # generated once, kept in the catalog: survives restarts, shared by instances
+                with store.catalog.write() as conn:
+                    secret = store.catalog.set_info_if_absent(conn, "presign_secret", generate_secret())
+        return cls(UrlSigner(secret, store.settings.public_url))
+
+    def download_url(self, row: Row, expires: int) -> str:
+        return self.signer.sign("GET", f"/blob/{row['key']}", expires)
+
+    def upload_url(self, upload: Row, expires: int) -> str:
+        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}", expires)
+
+    def part_url(self, upload: Row, part_number: int, expires: int) -> str:
+        return self.signer.sign("PUT", f"/upload/{upload['upload_id']}/part/{part_number}", expires)

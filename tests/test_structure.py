@@ -17,14 +17,17 @@ from pathlib import Path
 #: Names not (or no longer) in the package are allowed, so the map may name the intended modules.
 LAYERS: dict[str, tuple[str, ...]] = {
     # the public entry points: what an application or an operator calls
-    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli"),
-    # features and policy: the rules a request passes through on its way down
+    # (``testing``: the conformance kits, which build stores as an application does)
+    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli", "testing"),
+    # features and policy: the rules a request passes through on its way down (``core``: the
+    # parts a store is made of; the feature modules: its public methods by feature)
     "policy": (
-        "listing", "streaming", "presign", "uploads", "maintenance", "sessions", "access",
-        "policy", "writes", "writer", "events", "fsck", "testing",
+        "core", "listing", "streaming", "presign", "uploads", "maintenance", "session_methods",
+        "access", "policy", "writes", "events", "fsck",
     ),
-    # plugin plumbing: the plugin manager, the hooks, the built-in plugins, the interfaces
-    "plugins": ("plugins", "hookspecs", "backends", "builtin_sessions", "interfaces"),
+    # plugin plumbing: the plugin manager, the hooks, the interfaces and the built-in plugins
+    # (``sessions``: the catalog session provider)
+    "plugins": ("plugins", "hookspecs", "backends", "builtin_sessions", "interfaces", "sessions"),
     # backends and data: rows (SQL) and bytes (fsspec, S3)
     "backends": ("catalog", "schema", "blobs", "s3", "migrate"),
     # the base every layer may use
