@@ -143,7 +143,7 @@ class StoreCore:
         in this process) — and only while no plugin listens to a lifecycle event, since a
         listener may do I/O. The async facade asks before every call.
         """
-        if name not in self._inline:
+        if not isinstance(name, str) or name not in self._inline:
             return False
         return not any(self.events.listening(event) for event in _EVENTS)
 

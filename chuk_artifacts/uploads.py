@@ -31,6 +31,7 @@ from .models import (
     check_request,
     MultipartUploadPart,
     iso,
+    chunks_of,
 )
 from .core import StoreCore
 from .events import reports_denials
@@ -221,7 +222,7 @@ class UploadMethods(StoreCore):
         # changing bytes that are being (or have just been) hashed and registered.
         with self.writer.claim_upload(upload):
             with self.blobs.open_write(upload["key"]) as target:
-                size, sha256 = copy_stream(chunks, target)
+                size, sha256 = copy_stream(chunks_of(chunks, _COPY_CHUNK), target)
             if upload["state"] == "auto_register":
                 self.writer.commit_upload(upload, size, sha256)
             else:
@@ -276,7 +277,7 @@ class UploadMethods(StoreCore):
         # Received under a key of its own, then renamed after its content (``part_key``).
         arriving = grid.arriving_part_key(self.sandbox_id, upload_id, part_number, uuid.uuid4().hex)
         with self.blobs.open_write(arriving) as target:
-            for chunk in chunks:
+            for chunk in chunks_of(chunks, _COPY_CHUNK):
                 target.write(chunk)
                 md5.update(chunk)
                 size += len(chunk)

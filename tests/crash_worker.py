@@ -180,7 +180,7 @@ def crash_point(store: ArtifactStore, name: str) -> None:
         crash_before(store.blobs, "delete")
         do_delete(store, target)
     elif name == "delete-before-rows":  # bytes gone, tombstone still there
-        crash_before(store.catalog, "delete_artifact_rows")
+        crash_before(store.catalog, "remove_one")  # (a batch's: delete_artifact_rows)
         do_delete(store, target)
     elif name == "cleanup-midway":  # some expired artifacts swept, the rest tombstoned
         original = store.blobs.delete

@@ -949,8 +949,20 @@ def valid_calls(store: ArtifactStore, t: Targets) -> dict[str, dict[str, Any]]:
         "generate_artifact_key": {"session_id": t.sid, "artifact_id": t.aid},
         "as_user": {"user_id": "alice"},
         "as_session": {"session_id": t.sid},
+        "runs_inline": {"name": "metadata"},
+        # What a gateway calls once a signed URL has authorised the request.
+        "signed_blob": {"key": store.metadata(t.aid).key},
+        "receive_upload": {"upload_id": _upload_id_of(store, t.upload_aid), "chunks": [b"x"]},
+        "receive_part": {"upload_id": t.multipart_id, "part_number": 1, "chunks": [b"x"]},
         **{name: {"request": None} for name in REQUESTS},
     }
+
+
+def _upload_id_of(store: ArtifactStore, artifact_id: str) -> str:
+    with store.catalog.read() as conn:
+        upload = store.catalog.get_upload_by_artifact(conn, artifact_id)
+    assert upload is not None
+    return str(upload["upload_id"])
 
 
 def public_methods() -> list[str]:
