@@ -125,8 +125,12 @@ class S3Server:
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
 
     def _wait(self, timeout: float = 30.0) -> None:
@@ -153,14 +157,28 @@ class S3Server:
         self.endpoint = f"http://127.0.0.1:{p[6]}"
         self._spawn(
             [
-                weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={p[0]}", f"-master.port.grpc={p[1]}",
-                f"-volume.port={p[2]}", f"-volume.port.grpc={p[3]}",
-                f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
-                f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
-                f"-admin.port={p[8]}", f"-admin.port.grpc={p[9]}", "-admin.ui=false",
-                f"-debug.port={p[10]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-webdav=false", "-master.telemetry=false", f"-bucket={S3_BUCKET}",
+                weed,
+                "mini",
+                f"-dir={data}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-master.port={p[0]}",
+                f"-master.port.grpc={p[1]}",
+                f"-volume.port={p[2]}",
+                f"-volume.port.grpc={p[3]}",
+                f"-filer.port={p[4]}",
+                f"-filer.port.grpc={p[5]}",
+                f"-s3.port={p[6]}",
+                f"-s3.port.grpc={p[7]}",
+                f"-admin.port={p[8]}",
+                f"-admin.port.grpc={p[9]}",
+                "-admin.ui=false",
+                f"-debug.port={p[10]}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-webdav=false",
+                "-master.telemetry=false",
+                f"-bucket={S3_BUCKET}",
             ],
             env={"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET},
         )
@@ -182,8 +200,11 @@ class S3Server:
         except ImportError as exc:
             raise Unavailable(f"boto3 is not installed ({exc})") from None
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
         )
         deadline = time.monotonic() + 30
         while True:

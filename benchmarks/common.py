@@ -172,6 +172,7 @@ def machine(workdir: str) -> dict[str, Any]:
 def source_state(root: str) -> dict[str, Any] | None:
     """The commit the measured code is at, and the files of the library that differ from it
     (uncommitted changes were measured too): without this a figure cannot be tied to code."""
+
     def git(*args: str) -> str | None:
         try:
             proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)

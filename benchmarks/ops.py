@@ -42,8 +42,18 @@ def run(spec: dict[str, Any], *, quick: bool, rounds: int, log: Callable[[str], 
         for label, size in SIZES.items():
             log(f"  {spec['name']} ops {label}")
             out[label] = _size(
-                spec, store, astore, loop, threads, fs, prefix, raw, sid, size,
-                quick=quick, rounds=rounds,
+                spec,
+                store,
+                astore,
+                loop,
+                threads,
+                fs,
+                prefix,
+                raw,
+                sid,
+                size,
+                quick=quick,
+                rounds=rounds,
             )
     finally:
         threads.shutdown()
@@ -55,9 +65,19 @@ def run(spec: dict[str, Any], *, quick: bool, rounds: int, log: Callable[[str], 
 
 
 def _size(
-    spec: dict[str, Any], store: Any, astore: AsyncArtifactStore, loop: asyncio.AbstractEventLoop,
-    threads: ThreadPoolExecutor, fs: Any, prefix: str, raw: RawCatalog, sid: str, size: int,
-    *, quick: bool, rounds: int,
+    spec: dict[str, Any],
+    store: Any,
+    astore: AsyncArtifactStore,
+    loop: asyncio.AbstractEventLoop,
+    threads: ThreadPoolExecutor,
+    fs: Any,
+    prefix: str,
+    raw: RawCatalog,
+    sid: str,
+    size: int,
+    *,
+    quick: bool,
+    rounds: int,
 ) -> dict[str, Any]:
     data = os.urandom(size)
     mime = "application/octet-stream"
@@ -115,6 +135,7 @@ def _size(
             for i in range(n):
                 fn(i)
             return now() - t
+
         return go
 
     def concurrent(fn: Callable[[int], None]) -> Callable[[int], float]:
@@ -128,6 +149,7 @@ def _size(
             for f in [threads.submit(worker, k, per) for k in range(CALLERS)]:
                 f.result()
             return now() - t
+
         return go
 
     def async_sequential(fn: Callable[[int], Any]) -> Callable[[int], float]:
@@ -136,6 +158,7 @@ def _size(
             for i in range(n):
                 await fn(i)
             return now() - t
+
         return lambda n: loop.run_until_complete(batch(n))
 
     def async_concurrent(fn: Callable[[int], Any]) -> Callable[[int], float]:
@@ -148,6 +171,7 @@ def _size(
             t = now()
             await asyncio.gather(*(task(k, per) for k in range(CALLERS)))
             return now() - t
+
         return lambda n: loop.run_until_complete(batch(n))
 
     # -- references -----------------------------------------------------------------------
@@ -210,8 +234,7 @@ def _size(
     }
     for api in ("sync", "async"):
         result[api] = {
-            mode: {op: summary(samples[f"{api}:{mode}:{op}"]) for op in OPS}
-            for mode in ("sequential", "concurrent")
+            mode: {op: summary(samples[f"{api}:{mode}:{op}"]) for op in OPS} for mode in ("sequential", "concurrent")
         }
     ours = lambda op: samples[f"sync:sequential:{op}"]
     ratios = {
@@ -220,9 +243,7 @@ def _size(
         "metadata_vs_sql_select": paired_ratio(ours("metadata"), samples["ref:sql_select"]),
     }
     if local:
-        ratios["store_vs_raw_write_insert_fsync"] = paired_ratio(
-            ours("store"), samples["ref:raw_write_insert_fsync"]
-        )
+        ratios["store_vs_raw_write_insert_fsync"] = paired_ratio(ours("store"), samples["ref:raw_write_insert_fsync"])
     result["ratios"] = ratios
     # The facade's own cost per call is small next to a call's spread on a busy machine, so
     # the difference of the round medians above (5 pairs) comes out at either sign. Measured
@@ -238,7 +259,7 @@ def _size(
         diffs = []
         for p in range(pairs):
             seconds = {}
-            for api in (("sync", "async") if p % 2 == 0 else ("async", "sync")):
+            for api in ("sync", "async") if p % 2 == 0 else ("async", "sync"):
                 seconds[api] = (run_sync if api == "sync" else run_async)(n) / n
                 tidy()
             diffs.append((seconds["async"] - seconds["sync"]) * 1e6)

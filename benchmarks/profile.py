@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             tidy()
             print(f"{args.op} ({args.backend}, {len(data)} bytes): {wall * 1e6:,.0f} µs per call without the profiler")
         else:
+            from chuk_artifacts import StreamUploadRequest
+
             from . import stream_worker
             from .backends import raw_fs
             from .stream import _source
-            from chuk_artifacts import StreamUploadRequest
 
             size = args.size or 256 * MiB
             source = _source(workdir, size)
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             once()  # warm-up: page cache, imports
             wall = once()
             once(profile=True)
-            print(f"{args.op} ({args.backend}, {size / MiB:g} MiB): {size / MiB / wall:,.0f} MiB/s without the profiler")
+            print(
+                f"{args.op} ({args.backend}, {size / MiB:g} MiB): {size / MiB / wall:,.0f} MiB/s without the profiler"
+            )
     finally:
         store.close()
     stats = pstats.Stats(profiler)

@@ -73,11 +73,15 @@ class WorkerError(RuntimeError):
 
 # -- the published package's venv and worker ------------------------------------------------
 
+
 def _version_of(python: str) -> str | None:
     try:
         proc = subprocess.run(
             [python, "-I", "-c", f"import importlib.metadata as m; print(m.version({PACKAGE!r}))"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -96,8 +100,19 @@ def ensure_venv(venv: Path, log: Callable[[str], None]) -> str:
     log(f"  published: creating {venv} (pip install {PACKAGE}=={VERSION})")
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--retries", "1", "--timeout", "30", f"{PACKAGE}=={VERSION}"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--retries",
+            "1",
+            "--timeout",
+            "30",
+            f"{PACKAGE}=={VERSION}",
+        ],
     ]
     for argv in steps:
         try:
@@ -143,13 +158,22 @@ class Worker:
 
     def __init__(self, command: list[str], config: dict[str, Any], scratch: str) -> None:
         os.makedirs(scratch, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k != "PYTHONPATH" and not k.startswith(("ARTIFACT_", "SESSION_", "CHUK_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k != "PYTHONPATH" and not k.startswith(("ARTIFACT_", "SESSION_", "CHUK_"))
+        }
         self.log_path = os.path.join(scratch, "worker.log")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [*command, json.dumps(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, cwd=scratch, env=env, text=True, bufsize=1,
+            [*command, json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=scratch,
+            env=env,
+            text=True,
+            bufsize=1,
         )
         self.info = self._read()
         if not self.info.get("ready"):
@@ -189,6 +213,7 @@ class Worker:
 
 
 # -- our side ---------------------------------------------------------------------------------
+
 
 def _our_store(backend: str, root: str, variant: str) -> tuple[ArtifactStore | None, str | None]:
     """Our store, or (None, reason) when ``variant`` cannot be built here."""
@@ -287,6 +312,7 @@ class Ours:
             t = now()
             await asyncio.gather(*(caller(k) for k in range(CALLERS)))
             return now() - t
+
         return self.loop.run_until_complete(go())
 
     def run(self, api: str, op: str, size: int, mode: str, n: int) -> float:
@@ -299,7 +325,9 @@ class Ours:
             ids = self.batch(size, n)  # untimed: what the timed loop deletes
         if api == "sync":
             calls: dict[str, Callable[[int], Any]] = {
-                "store": lambda i: written.append(s.store(data, mime=MIME, summary="bench", filename="object.bin", session_id=sid)),
+                "store": lambda i: written.append(
+                    s.store(data, mime=MIME, summary="bench", filename="object.bin", session_id=sid)
+                ),
                 "retrieve": lambda i: s.retrieve(ids[i % POOL], session_id=sid),
                 "metadata": lambda i: s.metadata(ids[i % POOL], session_id=sid),
                 "exists": lambda i: s.exists(ids[i % POOL], session_id=sid),
@@ -329,8 +357,16 @@ class Ours:
         self.store.close()
 
 
-def _published_case(worker: Worker, name: str, case: str, *, size: int = KiB, mode: str = "sequential",
-                    multiple: int = 1, tidy: bool = True) -> Case:
+def _published_case(
+    worker: Worker,
+    name: str,
+    case: str,
+    *,
+    size: int = KiB,
+    mode: str = "sequential",
+    multiple: int = 1,
+    tidy: bool = True,
+) -> Case:
     return Case(
         name,
         lambda n: worker.call("run", case=case, n=n, size=size, mode=mode)["seconds"],
@@ -341,8 +377,10 @@ def _published_case(worker: Worker, name: str, case: str, *, size: int = KiB, mo
 
 # -- the parts of the section ----------------------------------------------------------------
 
-def _ops(backend: str, worker: Worker, workdir: str, *, quick: bool, rounds: int,
-         log: Callable[[str], None]) -> dict[str, Any]:
+
+def _ops(
+    backend: str, worker: Worker, workdir: str, *, quick: bool, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     variants: dict[str, Ours] = {}
     skipped: dict[str, str] = {}
     try:
@@ -364,16 +402,25 @@ def _ops(backend: str, worker: Worker, workdir: str, *, quick: bool, rounds: int
                 for variant, ours in variants.items():
                     for api in APIS:
                         for mode in MODES:
-                            cases.append(Case(
-                                f"ours:{variant}:{api}:{mode}:{op}",
-                                lambda n, o=ours, a=api, p=op, m=mode, z=size: o.run(a, p, z, m, n),
-                                after=ours.tidy, multiple=CALLERS if mode == "concurrent" else 1,
-                            ))
+                            cases.append(
+                                Case(
+                                    f"ours:{variant}:{api}:{mode}:{op}",
+                                    lambda n, o=ours, a=api, p=op, m=mode, z=size: o.run(a, p, z, m, n),
+                                    after=ours.tidy,
+                                    multiple=CALLERS if mode == "concurrent" else 1,
+                                )
+                            )
                 for mode in MODES:
-                    cases.append(_published_case(
-                        worker, f"published:{mode}:{op}", op, size=size, mode=mode,
-                        multiple=CALLERS if mode == "concurrent" else 1,
-                    ))
+                    cases.append(
+                        _published_case(
+                            worker,
+                            f"published:{mode}:{op}",
+                            op,
+                            size=size,
+                            mode=mode,
+                            multiple=CALLERS if mode == "concurrent" else 1,
+                        )
+                    )
             if quick:  # a smoke run: no warm-up, the smallest batches (32 for 32 in flight)
                 for case in cases:
                     case.n = max(case.multiple, 4)
@@ -383,23 +430,43 @@ def _ops(backend: str, worker: Worker, workdir: str, *, quick: bool, rounds: int
             samples = interleave(cases, rounds)
             res: dict[str, Any] = {"bytes": size, "batch": {c.name: c.n for c in cases}}
             res["ours"] = {
-                v: {api: {mode: {op: summary(samples[f"ours:{v}:{api}:{mode}:{op}"]) for op in OPS}
-                          for mode in MODES} for api in APIS}
+                v: {
+                    api: {mode: {op: summary(samples[f"ours:{v}:{api}:{mode}:{op}"]) for op in OPS} for mode in MODES}
+                    for api in APIS
+                }
                 for v in variants
             }
             res["published"] = {mode: {op: summary(samples[f"published:{mode}:{op}"]) for op in OPS} for mode in MODES}
             res["ratios"] = {  # ours ÷ published, same number in flight; > 1: ours faster
-                v: {api: {mode: {op: paired_ratio(samples[f"ours:{v}:{api}:{mode}:{op}"],
-                                                  samples[f"published:{mode}:{op}"]) for op in OPS}
-                          for mode in MODES} for api in APIS}
+                v: {
+                    api: {
+                        mode: {
+                            op: paired_ratio(samples[f"ours:{v}:{api}:{mode}:{op}"], samples[f"published:{mode}:{op}"])
+                            for op in OPS
+                        }
+                        for mode in MODES
+                    }
+                    for api in APIS
+                }
                 for v in variants
             }
             res["in_flight"] = {  # 32 in flight ÷ one at a time
-                "ours": {v: {api: {op: paired_ratio(samples[f"ours:{v}:{api}:concurrent:{op}"],
-                                                    samples[f"ours:{v}:{api}:sequential:{op}"]) for op in OPS}
-                             for api in APIS} for v in variants},
-                "published": {op: paired_ratio(samples[f"published:concurrent:{op}"],
-                                               samples[f"published:sequential:{op}"]) for op in OPS},
+                "ours": {
+                    v: {
+                        api: {
+                            op: paired_ratio(
+                                samples[f"ours:{v}:{api}:concurrent:{op}"], samples[f"ours:{v}:{api}:sequential:{op}"]
+                            )
+                            for op in OPS
+                        }
+                        for api in APIS
+                    }
+                    for v in variants
+                },
+                "published": {
+                    op: paired_ratio(samples[f"published:concurrent:{op}"], samples[f"published:sequential:{op}"])
+                    for op in OPS
+                },
             }
             out[label] = res
         return out
@@ -408,8 +475,9 @@ def _ops(backend: str, worker: Worker, workdir: str, *, quick: bool, rounds: int
             ours.close()
 
 
-def _ops_all(workers: dict[str, Worker], workdir: str, *, quick: bool, rounds: int,
-             log: Callable[[str], None]) -> dict[str, Any]:
+def _ops_all(
+    workers: dict[str, Worker], workdir: str, *, quick: bool, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend, worker in workers.items():
         try:
@@ -450,10 +518,15 @@ def _fill_ours(store: ArtifactStore, n: int) -> tuple[float, list[tuple[str, str
         sessions.append((sid, user))
         groups: dict[str, list[dict[str, Any]]] = {"session": [], "user": []}
         for _ in range(min(GROUP, n - serial)):
-            groups["user" if serial % 2 else "session"].append({
-                "data": b"x" * 64, "mime": MIMES[serial % len(MIMES)], "summary": "bench",
-                "filename": f"file-{serial:07d}.txt", "meta": {"kind": f"k{serial % 10}", "serial": serial},
-            })
+            groups["user" if serial % 2 else "session"].append(
+                {
+                    "data": b"x" * 64,
+                    "mime": MIMES[serial % len(MIMES)],
+                    "summary": "bench",
+                    "filename": f"file-{serial:07d}.txt",
+                    "meta": {"kind": f"k{serial % 10}", "serial": serial},
+                }
+            )
             serial += 1
         for scope, items in groups.items():
             if items:
@@ -464,15 +537,25 @@ def _fill_ours(store: ArtifactStore, n: int) -> tuple[float, list[tuple[str, str
     return seconds, sessions
 
 
-def _scale(backends: list[str], command: list[str], workdir: str, sizes: list[int], *, fs_max: int,
-           quick: bool, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+def _scale(
+    backends: list[str],
+    command: list[str],
+    workdir: str,
+    sizes: list[int],
+    *,
+    fs_max: int,
+    quick: bool,
+    rounds: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend in backends:
         stores: list[Ours] = []
         workers: list[Worker] = []
         try:
-            out[backend] = _scale_backend(backend, command, workdir, sizes, stores, workers,
-                                          fs_max=fs_max, quick=quick, rounds=rounds, log=log)
+            out[backend] = _scale_backend(
+                backend, command, workdir, sizes, stores, workers, fs_max=fs_max, quick=quick, rounds=rounds, log=log
+            )
         except Exception as exc:  # noqa: BLE001 - recorded; the other backend still runs
             out[backend] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -483,9 +566,19 @@ def _scale(backends: list[str], command: list[str], workdir: str, sizes: list[in
     return out
 
 
-def _scale_backend(backend: str, command: list[str], workdir: str, sizes: list[int], stores: list[Ours],
-                   workers: list[Worker], *, fs_max: int, quick: bool, rounds: int,
-                   log: Callable[[str], None]) -> dict[str, Any]:
+def _scale_backend(
+    backend: str,
+    command: list[str],
+    workdir: str,
+    sizes: list[int],
+    stores: list[Ours],
+    workers: list[Worker],
+    *,
+    fs_max: int,
+    quick: bool,
+    rounds: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     published_sizes = [n for n in sizes if backend != "filesystem" or n <= fs_max]
     res: dict[str, Any] = {"sizes": sizes, "published_sizes": published_sizes, "page_size": PAGE}
     if published_sizes != sizes:
@@ -515,6 +608,7 @@ def _scale_backend(backend: str, command: list[str], workdir: str, sizes: list[i
             seconds = now() - t
             rows[name] = len(got)
             return seconds
+
         return go
 
     def published_query(name: str, w: Worker, q: str) -> Callable[[int], float]:
@@ -522,6 +616,7 @@ def _scale_backend(backend: str, command: list[str], workdir: str, sizes: list[i
             answer = w.call("query", case=q, n=k)
             rows[name] = answer.get("rows")
             return answer["seconds"]
+
         return go
 
     for n in sizes:
@@ -535,8 +630,11 @@ def _scale_backend(backend: str, command: list[str], workdir: str, sizes: list[i
         worker = None
         if n in published_sizes:
             log(f"  published scale {backend}: filling {n:,} (published)")
-            worker = Worker(command, {"backend": backend, "root": os.path.join(workdir, f"pub-scale-{backend}-{n}")},
-                            os.path.join(workdir, f"pub-scale-{backend}-{n}-cwd"))
+            worker = Worker(
+                command,
+                {"backend": backend, "root": os.path.join(workdir, f"pub-scale-{backend}-{n}")},
+                os.path.join(workdir, f"pub-scale-{backend}-{n}-cwd"),
+            )
             workers.append(worker)
             res[str(n)]["fill_seconds"]["published"] = round(worker.call("fill", n=n, ttl=FILL_TTL)["seconds"], 3)
         for q in QUERIES:
@@ -566,8 +664,9 @@ def _scale_backend(backend: str, command: list[str], workdir: str, sizes: list[i
     return res
 
 
-def _streaming(workers: dict[str, Worker], workdir: str, size: int, *, rounds: int,
-               log: Callable[[str], None]) -> dict[str, Any]:
+def _streaming(
+    workers: dict[str, Worker], workdir: str, size: int, *, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend, worker in workers.items():
         log(f"  published streaming {backend}: {size / MiB:g} MiB")
@@ -591,27 +690,33 @@ def _stream_backend(ours: Ours, worker: Worker, size: int, *, rounds: int) -> di
 
     def chunks() -> Iterator[bytes]:
         for start in range(0, len(data), CHUNK):
-            yield data[start:start + CHUNK]
+            yield data[start : start + CHUNK]
 
     async def achunks() -> Any:
         for start in range(0, len(data), CHUNK):
-            yield data[start:start + CHUNK]
+            yield data[start : start + CHUNK]
 
     source = s.stream_upload(StreamUploadRequest(chunks(), mime=MIME, filename="download.bin", session_id=sid))
 
     def upload(n: int) -> float:
         t = now()
         for _ in range(n):
-            ours.written.append(s.stream_upload(StreamUploadRequest(chunks(), mime=MIME, filename="stream.bin", session_id=sid)))
+            ours.written.append(
+                s.stream_upload(StreamUploadRequest(chunks(), mime=MIME, filename="stream.bin", session_id=sid))
+            )
         return now() - t
 
     def async_upload(n: int) -> float:
         async def go() -> float:
             t = now()
             for _ in range(n):
-                ours.written.append(await a.stream_upload(
-                    StreamUploadRequest(achunks(), mime=MIME, filename="stream.bin", session_id=sid)))
+                ours.written.append(
+                    await a.stream_upload(
+                        StreamUploadRequest(achunks(), mime=MIME, filename="stream.bin", session_id=sid)
+                    )
+                )
             return now() - t
+
         return ours.loop.run_until_complete(go())
 
     def download(n: int) -> float:
@@ -635,6 +740,7 @@ def _stream_backend(ours: Ours, worker: Worker, size: int, *, rounds: int) -> di
             if got != size:
                 raise RuntimeError(f"stream_download returned {got} bytes of {size}")
             return seconds
+
         return ours.loop.run_until_complete(go())
 
     cases = [
@@ -657,13 +763,22 @@ def _stream_backend(ours: Ours, worker: Worker, size: int, *, rounds: int) -> di
         "mib_per_s": {name: round(median(v) or 0, 1) for name, v in mib.items()},
         "ratios": {
             f"{api}_{d}": paired_ratio(mib[f"ours:{api}:{d}"], mib[f"published:{d}"])
-            for api in APIS for d in ("upload", "download")
+            for api in APIS
+            for d in ("upload", "download")
         },
     }
 
 
-def _populate(backends: list[str], command: list[str], workdir: str, count: int, *, fs_max: int,
-              deadline: float, log: Callable[[str], None]) -> dict[str, Any]:
+def _populate(
+    backends: list[str],
+    command: list[str],
+    workdir: str,
+    count: int,
+    *,
+    fs_max: int,
+    deadline: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Seconds to store ``count`` artifacts of 1 KiB with 32 in flight, one fresh store each.
 
     A side still storing after ``deadline`` seconds stops there (the 60 s target is missed by
@@ -686,7 +801,11 @@ def _populate(backends: list[str], command: list[str], workdir: str, count: int,
                     seconds, done = answer["seconds"], answer.get("stored", n)
                 else:
                     seconds, done = _populate_ours(backend, root, side, n, deadline)
-                res[side] = {"artifacts": done, "seconds": round(seconds, 3), "artifacts_per_s": round(done / seconds, 1)}
+                res[side] = {
+                    "artifacts": done,
+                    "seconds": round(seconds, 3),
+                    "artifacts_per_s": round(done / seconds, 1),
+                }
                 if done < n:
                     res[side]["stopped_at_deadline"] = n
             except Exception as exc:  # noqa: BLE001 - recorded
@@ -711,6 +830,7 @@ def _populate_ours(backend: str, root: str, side: str, n: int, deadline: float) 
         start = now()
         stop = start + deadline
         if side == "ours_sync":
+
             def caller(k: int) -> None:
                 for _ in range(k * per, min(n, (k + 1) * per)):
                     if now() > stop:
@@ -721,6 +841,7 @@ def _populate_ours(backend: str, root: str, side: str, n: int, deadline: float) 
             for f in [ours.threads.submit(caller, k) for k in range(CALLERS)]:
                 f.result()
         else:
+
             async def acaller(k: int) -> None:
                 for _ in range(k * per, min(n, (k + 1) * per)):
                     if now() > stop:
@@ -745,8 +866,12 @@ def _cli(runs: int) -> dict[str, Any]:
     elif shutil.which("chuk-admin"):
         admin_argv = [str(shutil.which("chuk-admin")), "--version"]
     else:  # no console script installed: the same entry point through this interpreter
-        admin_argv = [sys.executable, "-c", "import sys; from chuk_artifacts.cli import main; sys.argv[0] = 'chuk-admin'; main()",
-                      "--version"]
+        admin_argv = [
+            sys.executable,
+            "-c",
+            "import sys; from chuk_artifacts.cli import main; sys.argv[0] = 'chuk-admin'; main()",
+            "--version",
+        ]
     click_argv = [sys.executable, "-c", "import click"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -776,9 +901,20 @@ def _cli(runs: int) -> dict[str, Any]:
     }
 
 
-def run(backends: list[str], workdir: str, options: dict[str, Any], *, quick: bool, rounds: int,
-        scale_sizes: list[int], stream_bytes: int, populate_count: int, fs_max: int,
-        populate_deadline: float = 120.0, log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    backends: list[str],
+    workdir: str,
+    options: dict[str, Any],
+    *,
+    quick: bool,
+    rounds: int,
+    scale_sizes: list[int],
+    stream_bytes: int,
+    populate_count: int,
+    fs_max: int,
+    populate_deadline: float = 120.0,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """The whole section. ``status`` is ``skipped`` (with ``reason``) when the published package
     cannot be installed or started here; each part records its own ``error`` otherwise."""
     backends = [b for b in backends if b in BACKENDS]
@@ -788,7 +924,8 @@ def run(backends: list[str], workdir: str, options: dict[str, Any], *, quick: bo
         command, source = worker_command(options, log)
         for backend in backends:
             workers[backend] = Worker(
-                command, {"backend": backend, "root": os.path.join(workdir, f"pub-{backend}")},
+                command,
+                {"backend": backend, "root": os.path.join(workdir, f"pub-{backend}")},
                 os.path.join(workdir, f"pub-{backend}-cwd"),
             )
     except (Unavailable, WorkerError, OSError) as exc:
@@ -798,25 +935,56 @@ def run(backends: list[str], workdir: str, options: dict[str, Any], *, quick: bo
         return {**out, "status": "skipped", "reason": str(exc)}
     out.update(status="ok", worker=source, published=next(iter(workers.values())).info if workers else None)
     try:
-        _parts(out, workers, command, backends, workdir, quick=quick, rounds=rounds, scale_sizes=scale_sizes,
-               stream_bytes=stream_bytes, populate_count=populate_count, fs_max=fs_max,
-               populate_deadline=populate_deadline, log=log)
+        _parts(
+            out,
+            workers,
+            command,
+            backends,
+            workdir,
+            quick=quick,
+            rounds=rounds,
+            scale_sizes=scale_sizes,
+            stream_bytes=stream_bytes,
+            populate_count=populate_count,
+            fs_max=fs_max,
+            populate_deadline=populate_deadline,
+            log=log,
+        )
     finally:
         for w in workers.values():
             w.close()
     return out
 
 
-def _parts(out: dict[str, Any], workers: dict[str, Worker], command: list[str], backends: list[str],
-           workdir: str, *, quick: bool, rounds: int, scale_sizes: list[int], stream_bytes: int,
-           populate_count: int, fs_max: int, populate_deadline: float, log: Callable[[str], None]) -> None:
+def _parts(
+    out: dict[str, Any],
+    workers: dict[str, Worker],
+    command: list[str],
+    backends: list[str],
+    workdir: str,
+    *,
+    quick: bool,
+    rounds: int,
+    scale_sizes: list[int],
+    stream_bytes: int,
+    populate_count: int,
+    fs_max: int,
+    populate_deadline: float,
+    log: Callable[[str], None],
+) -> None:
     parts: list[tuple[str, Callable[[], Any]]] = [
         ("ops", lambda: _ops_all(workers, workdir, quick=quick, rounds=rounds, log=log)),
         ("streaming", lambda: _streaming(workers, workdir, stream_bytes, rounds=rounds, log=log)),
-        ("scale", lambda: _scale(backends, command, workdir, scale_sizes, fs_max=fs_max, quick=quick,
-                                 rounds=rounds, log=log)),
-        ("populate", lambda: _populate(backends, command, workdir, populate_count, fs_max=fs_max,
-                                       deadline=populate_deadline, log=log)),
+        (
+            "scale",
+            lambda: _scale(backends, command, workdir, scale_sizes, fs_max=fs_max, quick=quick, rounds=rounds, log=log),
+        ),
+        (
+            "populate",
+            lambda: _populate(
+                backends, command, workdir, populate_count, fs_max=fs_max, deadline=populate_deadline, log=log
+            ),
+        ),
         ("cli", lambda: _cli(2 if quick else 15)),
     ]
     for key, part in parts:

@@ -78,14 +78,16 @@ def main() -> int:
         protocol.write(json.dumps(message) + "\n")
         protocol.flush()
 
-    send({
-        "ready": True,
-        "package": "chuk-artifacts",
-        "version": importlib.metadata.version("chuk-artifacts"),
-        "module": chuk_artifacts.__file__,
-        "python": sys.version.split()[0],
-        "backend": backend,
-    })
+    send(
+        {
+            "ready": True,
+            "package": "chuk-artifacts",
+            "version": importlib.metadata.version("chuk-artifacts"),
+            "module": chuk_artifacts.__file__,
+            "python": sys.version.split()[0],
+            "backend": backend,
+        }
+    )
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -127,8 +129,11 @@ class Bench:
 
     async def _store(self, size: int) -> str:
         return await self.store.store(
-            self._bytes(size), mime="application/octet-stream", summary="bench",
-            filename="object.bin", session_id=self.sid,
+            self._bytes(size),
+            mime="application/octet-stream",
+            summary="bench",
+            filename="object.bin",
+            session_id=self.sid,
         )
 
     async def _many(self, fn, n: int, mode: str) -> float:
@@ -158,7 +163,7 @@ class Bench:
 
         async def gen():
             for start in range(0, len(data), CHUNK):
-                yield data[start:start + CHUNK]
+                yield data[start : start + CHUNK]
 
         return gen()
 
@@ -171,7 +176,7 @@ class Bench:
         async def tidy() -> None:
             ids, self.written = self.written, []
             for start in range(0, len(ids), CALLERS):
-                await asyncio.gather(*(self.store.delete(a, session_id=self.sid) for a in ids[start:start + CALLERS]))
+                await asyncio.gather(*(self.store.delete(a, session_id=self.sid) for a in ids[start : start + CALLERS]))
 
         self.loop.run_until_complete(tidy())
         return {}
@@ -179,6 +184,7 @@ class Bench:
     async def _case_store(self, n: int, size: int, mode: str) -> float:
         async def one(i: int) -> None:
             self.written.append(await self._store(size))
+
         return await self._many(one, n, mode)
 
     async def _case_retrieve(self, n: int, size: int, mode: str) -> float:
@@ -195,9 +201,7 @@ class Bench:
 
     async def _case_update_metadata(self, n: int, size: int, mode: str) -> float:
         ids = await self._pool(size)
-        return await self._many(
-            lambda i: self.store.update_metadata(ids[i % POOL], meta={"n": i}), n, mode
-        )
+        return await self._many(lambda i: self.store.update_metadata(ids[i % POOL], meta={"n": i}), n, mode)
 
     async def _case_delete(self, n: int, size: int, mode: str) -> float:
         victims: list[str] = []
@@ -207,18 +211,31 @@ class Bench:
 
     async def _case_stream_upload(self, n: int, size: int, mode: str) -> float:
         async def one(i: int) -> None:
-            self.written.append(await self.store.stream_upload(self.Up(
-                data_stream=self._chunks(size), mime="application/octet-stream", summary="bench",
-                filename="stream.bin", session_id=self.sid,
-            )))
+            self.written.append(
+                await self.store.stream_upload(
+                    self.Up(
+                        data_stream=self._chunks(size),
+                        mime="application/octet-stream",
+                        summary="bench",
+                        filename="stream.bin",
+                        session_id=self.sid,
+                    )
+                )
+            )
+
         return await self._many(one, n, mode)
 
     async def _case_stream_download(self, n: int, size: int, mode: str) -> float:
         if size not in self.streamed:
-            self.streamed[size] = await self.store.stream_upload(self.Up(
-                data_stream=self._chunks(size), mime="application/octet-stream", summary="bench",
-                filename="download.bin", session_id=self.sid,
-            ))
+            self.streamed[size] = await self.store.stream_upload(
+                self.Up(
+                    data_stream=self._chunks(size),
+                    mime="application/octet-stream",
+                    summary="bench",
+                    filename="download.bin",
+                    session_id=self.sid,
+                )
+            )
         aid = self.streamed[size]
 
         async def one(i: int) -> None:
@@ -227,6 +244,7 @@ class Bench:
                 got += len(chunk)
             if got != size:
                 raise RuntimeError(f"stream_download returned {got} bytes of {size}")
+
         return await self._many(one, n, mode)
 
     # -- population and the query catalog -------------------------------------------------
@@ -243,8 +261,9 @@ class Bench:
             for i in range(k * per, min(n, (k + 1) * per)):
                 if time.perf_counter() > stop:
                     return
-                await self.store.store(data, mime="application/octet-stream", summary="bench",
-                                       filename=f"p{i}.bin", session_id=self.sid)
+                await self.store.store(
+                    data, mime="application/octet-stream", summary="bench", filename=f"p{i}.bin", session_id=self.sid
+                )
                 done[k] += 1
 
         async def go() -> float:
@@ -278,11 +297,17 @@ class Bench:
                 sid, user, s = plan[i]
                 user_scope = s % 2 == 1
                 await self.store.store(
-                    b"x" * 64, mime=MIMES[s % len(MIMES)], summary="bench",
-                    filename=f"file-{s:07d}.txt", meta={"kind": f"k{s % 10}", "serial": s},
-                    session_id=sid, user_id=user, ttl=ttl,
+                    b"x" * 64,
+                    mime=MIMES[s % len(MIMES)],
+                    summary="bench",
+                    filename=f"file-{s:07d}.txt",
+                    meta={"kind": f"k{s % 10}", "serial": s},
+                    session_id=sid,
+                    user_id=user,
+                    ttl=ttl,
                     scope="user" if user_scope else "session",
                 )
+
             await self._many(one, len(plan), "concurrent")
             return time.perf_counter() - t
 

@@ -46,8 +46,7 @@ class RawCatalog:
             for c in schema.artifacts.columns
         }
         self.insert_sql = (
-            f"INSERT INTO artifacts ({', '.join(self.columns)}) "
-            f"VALUES ({', '.join('?' for _ in self.columns)})"
+            f"INSERT INTO artifacts ({', '.join(self.columns)}) VALUES ({', '.join('?' for _ in self.columns)})"
         )
         self.select_sql = "SELECT * FROM artifacts WHERE artifact_id = ?"
 
@@ -55,12 +54,26 @@ class RawCatalog:
         """A row shaped like the one ``store()`` writes (no sha256: the raw loop hashes nothing)."""
         now = time.time()
         values = {
-            "artifact_id": uuid.uuid4().hex, "sandbox_id": "default", "scope": "session",
-            "session_id": "sess-bench", "owner_id": None, "key": key,
-            "mime": "application/octet-stream", "summary": "", "filename": "object.bin",
-            "bytes": size, "sha256": "", "meta": json.dumps({}), "ttl": 900,
-            "stored_at": now, "updated_at": now, "expires_at": now + 900, "state": "committed",
-            "version": 1, "storage_provider": "raw", "session_provider": "raw",
+            "artifact_id": uuid.uuid4().hex,
+            "sandbox_id": "default",
+            "scope": "session",
+            "session_id": "sess-bench",
+            "owner_id": None,
+            "key": key,
+            "mime": "application/octet-stream",
+            "summary": "",
+            "filename": "object.bin",
+            "bytes": size,
+            "sha256": "",
+            "meta": json.dumps({}),
+            "ttl": 900,
+            "stored_at": now,
+            "updated_at": now,
+            "expires_at": now + 900,
+            "state": "committed",
+            "version": 1,
+            "storage_provider": "raw",
+            "session_provider": "raw",
         }
         return tuple(values[c] if c in values else self.fallback[c] for c in self.columns)
 
@@ -74,10 +87,8 @@ class RawCatalog:
 
     def delete(self, artifact_ids: list[str]) -> None:
         for start in range(0, len(artifact_ids), 500):
-            chunk = artifact_ids[start:start + 500]
-            self.conn.execute(
-                f"DELETE FROM artifacts WHERE artifact_id IN ({', '.join('?' for _ in chunk)})", chunk
-            )
+            chunk = artifact_ids[start : start + 500]
+            self.conn.execute(f"DELETE FROM artifacts WHERE artifact_id IN ({', '.join('?' for _ in chunk)})", chunk)
 
     def close(self) -> None:
         self.conn.close()

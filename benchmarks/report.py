@@ -48,25 +48,31 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         tenant = {q: g for q, g in scale["growth"].items() if not q.startswith("heavy_")}
         worst = max(tenant.items(), key=lambda kv: kv[1]["median"])
         sizes = scale["sizes"]
-        targets.append({
-            "target": f"search + list latency at {sizes[-1]:,} within {SEARCH_GROWTH_MAX:g}x of {sizes[0]:,} ({backend})",
-            "measured": f"worst median growth {worst[1]['median']:.2f}x ({worst[0]})",
-            "status": _status(worst[1]["median"] <= SEARCH_GROWTH_MAX),
-        })
+        targets.append(
+            {
+                "target": f"search + list latency at {sizes[-1]:,} within {SEARCH_GROWTH_MAX:g}x of {sizes[0]:,} ({backend})",
+                "measured": f"worst median growth {worst[1]['median']:.2f}x ({worst[0]})",
+                "status": _status(worst[1]["median"] <= SEARCH_GROWTH_MAX),
+            }
+        )
 
     fs_ops = (results.get("ops") or {}).get("filesystem", {}).get("1KiB")
     if fs_ops:
         r = fs_ops["ratios"]
-        targets.append({
-            "target": f"filesystem store of 1 KiB >= {STORE_MIN:.0%} of raw write (fsync) + insert",
-            "measured": f"{r['store_vs_raw_write_insert_fsync']:.0%} (vs raw write without fsync: {r['store_vs_raw_write_insert']:.0%})",
-            "status": _status(r["store_vs_raw_write_insert_fsync"] >= STORE_MIN),
-        })
-        targets.append({
-            "target": f"filesystem retrieve of 1 KiB >= {RETRIEVE_MIN:.0%} of raw select + read",
-            "measured": f"{r['retrieve_vs_raw_select_read']:.0%}",
-            "status": _status(r["retrieve_vs_raw_select_read"] >= RETRIEVE_MIN),
-        })
+        targets.append(
+            {
+                "target": f"filesystem store of 1 KiB >= {STORE_MIN:.0%} of raw write (fsync) + insert",
+                "measured": f"{r['store_vs_raw_write_insert_fsync']:.0%} (vs raw write without fsync: {r['store_vs_raw_write_insert']:.0%})",
+                "status": _status(r["store_vs_raw_write_insert_fsync"] >= STORE_MIN),
+            }
+        )
+        targets.append(
+            {
+                "target": f"filesystem retrieve of 1 KiB >= {RETRIEVE_MIN:.0%} of raw select + read",
+                "measured": f"{r['retrieve_vs_raw_select_read']:.0%}",
+                "status": _status(r["retrieve_vs_raw_select_read"] >= RETRIEVE_MIN),
+            }
+        )
     else:
         targets.append({"target": "filesystem store / retrieve vs raw", "measured": "not run", "status": "SKIP"})
 
@@ -75,23 +81,29 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         r = s["ratios"]
         worst = min(r["upload_vs_raw"], r["download_vs_raw"])
-        targets.append({
-            "target": f"streaming >= {STREAM_MIN:.0%} of raw copy throughput ({backend}, sync API)",
-            "measured": f"upload {r['upload_vs_raw']:.0%}, download {r['download_vs_raw']:.0%}",
-            "status": _status(worst >= STREAM_MIN),
-        })
-        targets.append({
-            "target": f"streaming through the async facade >= {STREAM_MIN:.0%} of raw copy ({backend})",
-            "measured": f"upload {r['async_upload_vs_raw']:.0%}, download {r['async_download_vs_raw']:.0%}",
-            "status": _status(min(r["async_upload_vs_raw"], r["async_download_vs_raw"]) >= STREAM_MIN),
-        })
+        targets.append(
+            {
+                "target": f"streaming >= {STREAM_MIN:.0%} of raw copy throughput ({backend}, sync API)",
+                "measured": f"upload {r['upload_vs_raw']:.0%}, download {r['download_vs_raw']:.0%}",
+                "status": _status(worst >= STREAM_MIN),
+            }
+        )
+        targets.append(
+            {
+                "target": f"streaming through the async facade >= {STREAM_MIN:.0%} of raw copy ({backend})",
+                "measured": f"upload {r['async_upload_vs_raw']:.0%}, download {r['async_download_vs_raw']:.0%}",
+                "status": _status(min(r["async_upload_vs_raw"], r["async_download_vs_raw"]) >= STREAM_MIN),
+            }
+        )
         if backend != "memory":  # the memory backend keeps the object in RAM by definition
             growth = max(s["rss_growth_mib"].values())
-            targets.append({
-                "target": f"streaming peak RSS growth <= {STREAM_RSS_MAX_MIB:g} MiB at {s['size_mib']:g} MiB ({backend})",
-                "measured": f"{growth:.1f} MiB",
-                "status": _status(growth <= STREAM_RSS_MAX_MIB),
-            })
+            targets.append(
+                {
+                    "target": f"streaming peak RSS growth <= {STREAM_RSS_MAX_MIB:g} MiB at {s['size_mib']:g} MiB ({backend})",
+                    "measured": f"{growth:.1f} MiB",
+                    "status": _status(growth <= STREAM_RSS_MAX_MIB),
+                }
+            )
 
     targets += _published_targets(results.get("published") or {})
 
@@ -105,11 +117,13 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 + (f" (IQR {spread[0]:+.0f} to {spread[1]:+.0f})" if spread else "")
             )
     if overheads:
-        targets.append({
-            "target": "async facade per-call overhead over sync (metadata, 1 KiB), reported",
-            "measured": ", ".join(overheads),
-            "status": "REPORTED",
-        })
+        targets.append(
+            {
+                "target": "async facade per-call overhead over sync (metadata, 1 KiB), reported",
+                "measured": ", ".join(overheads),
+                "status": "REPORTED",
+            }
+        )
     return targets
 
 
@@ -139,7 +153,9 @@ def _ratio_target(target: str, cells: list[tuple[float | None, str]], minimum: f
     }
 
 
-def _op_cells(entry: dict[str, Any], variant: str, ops: tuple[str, ...], apis: tuple[str, ...] = ("sync", "async")) -> list[tuple[float | None, str]]:
+def _op_cells(
+    entry: dict[str, Any], variant: str, ops: tuple[str, ...], apis: tuple[str, ...] = ("sync", "async")
+) -> list[tuple[float | None, str]]:
     cells = []
     for size in ("1KiB", "1MiB"):
         ratios = ((entry.get(size) or {}).get("ratios") or {}).get(variant) or {}
@@ -157,50 +173,84 @@ def _published_targets(pub: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     if pub.get("status") != "ok":
         reason = pub.get("reason") or pub.get("error") or "not run"
-        return [{"target": "ours vs the published package (chuk-artifacts 0.11.4)", "measured": f"skipped: {reason}", "status": "SKIP"}]
+        return [
+            {
+                "target": "ours vs the published package (chuk-artifacts 0.11.4)",
+                "measured": f"skipped: {reason}",
+                "status": "SKIP",
+            }
+        ]
     targets: list[dict[str, Any]] = []
     ops = pub.get("ops") or {}
     mem = ops.get("memory") or {}
     if mem and "error" not in mem:
         for api in ("sync", "async"):
-            targets.append(_ratio_target(
-                f"memory, {API_NAMES[api]}: every operation >= {PUB_MEMORY_MIN:g}x the published package (one at a time and 32 in flight)",
-                _op_cells(mem, "default", PUB_OPS, (api,)), PUB_MEMORY_MIN,
-            ))
+            targets.append(
+                _ratio_target(
+                    f"memory, {API_NAMES[api]}: every operation >= {PUB_MEMORY_MIN:g}x the published package (one at a time and 32 in flight)",
+                    _op_cells(mem, "default", PUB_OPS, (api,)),
+                    PUB_MEMORY_MIN,
+                )
+            )
     fs = ops.get("filesystem") or {}
     if fs and "error" not in fs:
         durable = "power" if (fs.get("variants") or {}).get("power") == "measured" else "default"
-        note = "" if durable == "power" else (
-            "; ARTIFACT_DURABILITY=power not measured ("
-            + str((fs.get("variants") or {}).get("power", "not run")).removeprefix("skipped: ")
-            + "), so the default durability (file fsync, SQLite synchronous=NORMAL) was checked"
+        note = (
+            ""
+            if durable == "power"
+            else (
+                "; ARTIFACT_DURABILITY=power not measured ("
+                + str((fs.get("variants") or {}).get("power", "not run")).removeprefix("skipped: ")
+                + "), so the default durability (file fsync, SQLite synchronous=NORMAL) was checked"
+            )
         )
-        targets.append(_ratio_target(
-            f"filesystem store and metadata >= {PUB_FS_WRITE_MIN:g}x the published package with durable writes",
-            _op_cells(fs, durable, ("store", "metadata")), PUB_FS_WRITE_MIN, note,
-        ))
-        targets.append(_ratio_target(
-            f"filesystem retrieve >= {PUB_FS_RETRIEVE_MIN:g}x the published package",
-            _op_cells(fs, "default", ("retrieve",)), PUB_FS_RETRIEVE_MIN,
-        ))
+        targets.append(
+            _ratio_target(
+                f"filesystem store and metadata >= {PUB_FS_WRITE_MIN:g}x the published package with durable writes",
+                _op_cells(fs, durable, ("store", "metadata")),
+                PUB_FS_WRITE_MIN,
+                note,
+            )
+        )
+        targets.append(
+            _ratio_target(
+                f"filesystem retrieve >= {PUB_FS_RETRIEVE_MIN:g}x the published package",
+                _op_cells(fs, "default", ("retrieve",)),
+                PUB_FS_RETRIEVE_MIN,
+            )
+        )
     stream = (pub.get("streaming") or {}).get("filesystem") or {}
     if stream and "error" not in stream:
-        targets.append(_ratio_target(
-            f"filesystem streaming >= {PUB_FS_STREAM_MIN:g}x the published package ({stream['size_mib']:g} MiB)",
-            [(v, k.replace("_", " ")) for k, v in stream["ratios"].items()], PUB_FS_STREAM_MIN,
-        ))
+        targets.append(
+            _ratio_target(
+                f"filesystem streaming >= {PUB_FS_STREAM_MIN:g}x the published package ({stream['size_mib']:g} MiB)",
+                [(v, k.replace("_", " ")) for k, v in stream["ratios"].items()],
+                PUB_FS_STREAM_MIN,
+            )
+        )
     scale = pub.get("scale") or {}
     for (backend, size), minimum in PUB_SEARCH_MIN.items():
         s = scale.get(backend) or {}
         entry = (s.get(str(size)) or {}).get("queries") if "error" not in s else None
-        cells = [] if not entry else [
-            (entry[q].get(f"ratio_{api}"), f"{q}, {API_NAMES[api]}")
-            for q in entry if q.startswith("search") for api in ("sync", "async")
-        ]
+        cells = (
+            []
+            if not entry
+            else [
+                (entry[q].get(f"ratio_{api}"), f"{q}, {API_NAMES[api]}")
+                for q in entry
+                if q.startswith("search")
+                for api in ("sync", "async")
+            ]
+        )
         note = "" if entry else f" at {size:,} (sizes measured: {s.get('published_sizes', s.get('error', '–'))})"
-        targets.append(_ratio_target(
-            f"{backend} search at {size:,} artifacts >= {minimum:g}x the published package", cells, minimum, note,
-        ))
+        targets.append(
+            _ratio_target(
+                f"{backend} search at {size:,} artifacts >= {minimum:g}x the published package",
+                cells,
+                minimum,
+                note,
+            )
+        )
     cells = []
     for backend, s in scale.items():
         if "error" in s:
@@ -210,38 +260,59 @@ def _published_targets(pub: dict[str, Any]) -> list[dict[str, Any]]:
             for api in ("sync", "async"):
                 cells.append((entry.get(f"ratio_{api}"), f"{backend}, {size:,}, {API_NAMES[api]}"))
     if scale:
-        targets.append(_ratio_target(f"list_by_session >= {PUB_LIST_MIN:g}x the published package", cells, PUB_LIST_MIN))
+        targets.append(
+            _ratio_target(f"list_by_session >= {PUB_LIST_MIN:g}x the published package", cells, PUB_LIST_MIN)
+        )
     for backend, p in (pub.get("populate") or {}).items():
         if not isinstance(p, dict) or "error" in p:
             continue
         sides = [(p[k]["seconds"], k) for k in ("ours_async", "ours_sync") if "seconds" in (p.get(k) or {})]
         if not sides:
-            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
-                            "measured": "failed: " + "; ".join(str((p.get(k) or {}).get("error")) for k in ("ours_async", "ours_sync")),
-                            "status": "MISS"})
+            targets.append(
+                {
+                    "target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                    "measured": "failed: "
+                    + "; ".join(str((p.get(k) or {}).get("error")) for k in ("ours_async", "ours_sync")),
+                    "status": "MISS",
+                }
+            )
             continue
         worst_s, worst_side = max(sides)
         n = p["artifacts"]
 
         def side_text(sec: float, k: str, p: dict[str, Any] = p) -> str:
             e = p[k]
-            stopped = f" (stopped at the deadline: {e['artifacts']:,} of {e['stopped_at_deadline']:,} stored)" if e.get("stopped_at_deadline") else ""
+            stopped = (
+                f" (stopped at the deadline: {e['artifacts']:,} of {e['stopped_at_deadline']:,} stored)"
+                if e.get("stopped_at_deadline")
+                else ""
+            )
             return f"{API_NAMES['async' if k == 'ours_async' else 'sync']} {sec:.1f} s{stopped}"
 
         text = ", ".join(side_text(sec, k) for sec, k in sides)
         pub_side = p.get("published") or {}
         if "seconds" in pub_side:
             text += f"; published {pub_side['seconds']:.1f} s for {pub_side['artifacts']:,}" + (
-                " (stopped at the deadline)" if pub_side.get("stopped_at_deadline") else "")
+                " (stopped at the deadline)" if pub_side.get("stopped_at_deadline") else ""
+            )
         stopped = any(p[k].get("stopped_at_deadline") for _, k in sides)
         if n >= POPULATE_COUNT or stopped:  # a side stopped at the deadline has missed the target
-            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
-                            "measured": text, "status": _status(not stopped and worst_s <= POPULATE_MAX_S)})
+            targets.append(
+                {
+                    "target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                    "measured": text,
+                    "status": _status(not stopped and worst_s <= POPULATE_MAX_S),
+                }
+            )
         else:
             projected = worst_s * POPULATE_COUNT / n
-            targets.append({"target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
-                            "measured": f"only {n:,} populated: {text} (about {projected:.0f} s for {POPULATE_COUNT:,} at that rate)",
-                            "status": "SKIP"})
+            targets.append(
+                {
+                    "target": f"{POPULATE_COUNT:,} artifacts populated at 32 in flight within {POPULATE_MAX_S:g} s ({backend})",
+                    "measured": f"only {n:,} populated: {text} (about {projected:.0f} s for {POPULATE_COUNT:,} at that rate)",
+                    "status": "SKIP",
+                }
+            )
     for backend, entry in ops.items():
         if "error" in entry:
             continue
@@ -250,20 +321,30 @@ def _published_targets(pub: dict[str, Any]) -> list[dict[str, Any]]:
             for variant, by_api in (((entry.get(size) or {}).get("in_flight") or {}).get("ours") or {}).items():
                 for api, by_op in by_api.items():
                     for op, value in by_op.items():
-                        label = f"{op}, {size}, {API_NAMES[api]}" + ("" if variant == "default" else f", durability={variant}")
+                        label = f"{op}, {size}, {API_NAMES[api]}" + (
+                            "" if variant == "default" else f", durability={variant}"
+                        )
                         cells.append((value, label))
-        targets.append(_ratio_target(
-            f"32 in flight never slower than one at a time ({backend}; ops/s at 32 ÷ at 1)", cells, IN_FLIGHT_MIN,
-        ))
+        targets.append(
+            _ratio_target(
+                f"32 in flight never slower than one at a time ({backend}; ops/s at 32 ÷ at 1)",
+                cells,
+                IN_FLIGHT_MIN,
+            )
+        )
     cli = pub.get("cli") or {}
     if "ratio" in cli:
-        targets.append({
-            "target": f"`chuk-admin --version` within {CLI_MAX:g}x of `python -c \"import click\"`",
-            "measured": f"{cli['chuk_admin_ms']:.0f} ms vs {cli['import_click_ms']:.0f} ms: {cli['ratio']:.2f}x (median of {cli['runs']} interleaved runs)",
-            "status": _status(cli["ratio"] <= CLI_MAX),
-        })
+        targets.append(
+            {
+                "target": f'`chuk-admin --version` within {CLI_MAX:g}x of `python -c "import click"`',
+                "measured": f"{cli['chuk_admin_ms']:.0f} ms vs {cli['import_click_ms']:.0f} ms: {cli['ratio']:.2f}x (median of {cli['runs']} interleaved runs)",
+                "status": _status(cli["ratio"] <= CLI_MAX),
+            }
+        )
     elif cli:
-        targets.append({"target": "`chuk-admin --version` start-up", "measured": f"error: {cli.get('error')}", "status": "MISS"})
+        targets.append(
+            {"target": "`chuk-admin --version` start-up", "measured": f"error: {cli.get('error')}", "status": "MISS"}
+        )
     return targets
 
 
@@ -296,7 +377,9 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
                 o = entry.get(size)
                 if not o:
                     continue
-                title = f"**{backend}, {size}**" + ("" if variant == "default" else f", ours with ARTIFACT_DURABILITY={variant}")
+                title = f"**{backend}, {size}**" + (
+                    "" if variant == "default" else f", ours with ARTIFACT_DURABILITY={variant}"
+                )
                 lines += [title + ": ours ÷ published (ours ops/s)", ""]
                 rows = []
                 for op in PUB_OPS:
@@ -306,8 +389,17 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
                             ratio = o["ratios"][variant][api][mode][op]
                             row.append(f"**{_x(ratio)}** ({_f(o['ours'][variant][api][mode][op]['median'])})")
                     rows.append(row)
-                lines += _table(["op", "published ops/s: 1 / ×32", "sync API, 1 at a time", "sync API, 32 threads",
-                                 "async facade, 1 at a time", "async facade, 32 tasks"], rows)
+                lines += _table(
+                    [
+                        "op",
+                        "published ops/s: 1 / ×32",
+                        "sync API, 1 at a time",
+                        "sync API, 32 threads",
+                        "async facade, 1 at a time",
+                        "async facade, 32 tasks",
+                    ],
+                    rows,
+                )
     rows = []
     for backend, entry in ops.items():
         if "error" in entry:
@@ -319,16 +411,20 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
             for variant, by_api in f["ours"].items():
                 for op in PUB_OPS:
                     label = op if variant == "default" else f"{op} (ours: ARTIFACT_DURABILITY={variant})"
-                    rows.append([backend, size, label, _x(by_api["sync"][op]), _x(by_api["async"][op]),
-                                 _x(f["published"][op])])
+                    rows.append(
+                        [backend, size, label, _x(by_api["sync"][op]), _x(by_api["async"][op]), _x(f["published"][op])]
+                    )
     if rows:
         lines += ["**32 in flight ÷ one at a time** (ops/s; below 1 = 32 in flight was slower):", ""]
         lines += _table(["backend", "size", "op", "ours sync API", "ours async facade", "published"], rows)
 
     scale = pub.get("scale") or {}
     if scale:
-        lines += ["**Search and list** (ms per call, ours sync / async facade vs published; ratio ours ÷ published in calls/s, "
-                  "page of 20; rows = what one call returned):", ""]
+        lines += [
+            "**Search and list** (ms per call, ours sync / async facade vs published; ratio ours ÷ published in calls/s, "
+            "page of 20; rows = what one call returned):",
+            "",
+        ]
         rows = []
         for backend, s in scale.items():
             if "error" in s:
@@ -337,20 +433,31 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
             for size in s["sizes"]:
                 for q, e in s[str(size)]["queries"].items():
                     pub_ms = e.get("published_ms")
-                    rows.append([
-                        backend, f"{size:,}", q,
-                        f"{e['ours_sync_ms']:.2f} / {e['ours_async_ms']:.2f} ({e.get('ours_sync_rows')} rows)",
-                        "not measured" if pub_ms is None else f"{pub_ms:.2f} ({e.get('published_rows')} rows)",
-                        "–" if pub_ms is None else f"**{_x(e.get('ratio_sync'))}** / **{_x(e.get('ratio_async'))}**",
-                    ])
-        lines += _table(["backend", "artifacts", "query", "ours ms: sync / async", "published ms", "ratio sync / async"], rows)
+                    rows.append(
+                        [
+                            backend,
+                            f"{size:,}",
+                            q,
+                            f"{e['ours_sync_ms']:.2f} / {e['ours_async_ms']:.2f} ({e.get('ours_sync_rows')} rows)",
+                            "not measured" if pub_ms is None else f"{pub_ms:.2f} ({e.get('published_rows')} rows)",
+                            "–"
+                            if pub_ms is None
+                            else f"**{_x(e.get('ratio_sync'))}** / **{_x(e.get('ratio_async'))}**",
+                        ]
+                    )
+        lines += _table(
+            ["backend", "artifacts", "query", "ours ms: sync / async", "published ms", "ratio sync / async"], rows
+        )
         fills = []
         for backend, s in scale.items():
             if "error" in s:
                 continue
             for size in s["sizes"]:
                 f = s[str(size)]["fill_seconds"]
-                fills.append(f"{backend} {size:,}: ours {f['ours']:.1f} s" + (f", published {f['published']:.1f} s" if "published" in f else ""))
+                fills.append(
+                    f"{backend} {size:,}: ours {f['ours']:.1f} s"
+                    + (f", published {f['published']:.1f} s" if "published" in f else "")
+                )
             if s.get("published_capped"):
                 fills.append(f"{backend}: {s['published_capped']}")
         lines += ["Catalog fill (not timed against a target): " + "; ".join(fills) + ".", ""]
@@ -364,33 +471,59 @@ def _render_published(pub: dict[str, Any]) -> list[str]:
                 continue
             v, r = st["mib_per_s"], st["ratios"]
             for d in ("upload", "download"):
-                rows.append([backend, d, f"{_f(v[f'ours:sync:{d}'], 1)} / {_f(v[f'ours:async:{d}'], 1)}",
-                             _f(v[f"published:{d}"], 1), f"**{_x(r[f'sync_{d}'])}** / **{_x(r[f'async_{d}'])}**"])
+                rows.append(
+                    [
+                        backend,
+                        d,
+                        f"{_f(v[f'ours:sync:{d}'], 1)} / {_f(v[f'ours:async:{d}'], 1)}",
+                        _f(v[f"published:{d}"], 1),
+                        f"**{_x(r[f'sync_{d}'])}** / **{_x(r[f'async_{d}'])}**",
+                    ]
+                )
         size = next((st["size_mib"] for st in streaming.values() if "size_mib" in st), 0)
-        lines += [f"**Streaming a {size:g} MiB object** (MiB/s; from an in-memory buffer in 64 KiB chunks, each downloaded "
-                  "chunk counted and dropped; the published package buffers the whole object both ways):", ""]
+        lines += [
+            f"**Streaming a {size:g} MiB object** (MiB/s; from an in-memory buffer in 64 KiB chunks, each downloaded "
+            "chunk counted and dropped; the published package buffers the whole object both ways):",
+            "",
+        ]
         lines += _table(["backend", "direction", "ours sync / async facade", "published", "ratio sync / async"], rows)
 
     populate = pub.get("populate") or {}
     if populate:
         rows = []
         for backend, p in populate.items():
-            for side, label in (("ours_async", "ours, async facade (32 tasks)"), ("ours_sync", "ours, sync API (32 threads)"),
-                                ("published", "published (32 tasks, asyncio.gather)")):
+            for side, label in (
+                ("ours_async", "ours, async facade (32 tasks)"),
+                ("ours_sync", "ours, sync API (32 threads)"),
+                ("published", "published (32 tasks, asyncio.gather)"),
+            ):
                 e = p.get(side) or {}
-                stopped = f" (stopped at the {p.get('deadline_s', 0):g} s deadline)" if e.get("stopped_at_deadline") else ""
-                rows.append([backend, label] + (["error: " + e["error"][:80], "", ""] if "error" in e else
-                                                 [_f(e.get("artifacts")), _f(e.get("seconds"), 1) + stopped,
-                                                  _f(e.get("artifacts_per_s"))]))
-        lines += ["**Populating 1 KiB artifacts, 32 in flight** (one fresh store each; each caller stores its share "
-                  "one after another):", ""]
+                stopped = (
+                    f" (stopped at the {p.get('deadline_s', 0):g} s deadline)" if e.get("stopped_at_deadline") else ""
+                )
+                rows.append(
+                    [backend, label]
+                    + (
+                        ["error: " + e["error"][:80], "", ""]
+                        if "error" in e
+                        else [_f(e.get("artifacts")), _f(e.get("seconds"), 1) + stopped, _f(e.get("artifacts_per_s"))]
+                    )
+                )
+        lines += [
+            "**Populating 1 KiB artifacts, 32 in flight** (one fresh store each; each caller stores its share "
+            "one after another):",
+            "",
+        ]
         lines += _table(["backend", "side", "artifacts", "seconds", "artifacts/s"], rows)
 
     cli = pub.get("cli") or {}
     if "ratio" in cli:
-        lines += [f"**Start-up**: `{cli['command']}` {cli['chuk_admin_ms']:.0f} ms vs `{cli['reference']}` "
-                  f"{cli['import_click_ms']:.0f} ms (medians of {cli['runs']} interleaved runs; median per-run ratio "
-                  f"{cli['ratio']:.2f}x).", ""]
+        lines += [
+            f"**Start-up**: `{cli['command']}` {cli['chuk_admin_ms']:.0f} ms vs `{cli['reference']}` "
+            f"{cli['import_click_ms']:.0f} ms (medians of {cli['runs']} interleaved runs; median per-run ratio "
+            f"{cli['ratio']:.2f}x).",
+            "",
+        ]
     return lines
 
 
@@ -441,8 +574,11 @@ def render(results: dict[str, Any]) -> str:
         dirty = src.get("uncommitted_library_files") or []
         lines.append(
             f"- **Code:** commit `{src['commit'][:12]}`"
-            + (f", plus uncommitted changes to {', '.join(f'`{f}`' for f in dirty)} (measured as they were)"
-               if dirty else " (no uncommitted changes to the library)")
+            + (
+                f", plus uncommitted changes to {', '.join(f'`{f}`' for f in dirty)} (measured as they were)"
+                if dirty
+                else " (no uncommitted changes to the library)"
+            )
         )
     lines.append("")
     skipped = {b: s for b, s in results["backends"].items() if s["status"] != "ok"}
@@ -476,29 +612,51 @@ def render(results: dict[str, Any]) -> str:
                     "metadata": "sql_select",
                 }
                 ratio_of = {
-                    "store": o["ratios"].get("store_vs_raw_write_insert_fsync", o["ratios"]["store_vs_raw_write_insert"]),
+                    "store": o["ratios"].get(
+                        "store_vs_raw_write_insert_fsync", o["ratios"]["store_vs_raw_write_insert"]
+                    ),
                     "retrieve": o["ratios"]["retrieve_vs_raw_select_read"],
                     "metadata": o["ratios"]["metadata_vs_sql_select"],
                 }
                 for op in ("store", "retrieve", "metadata"):
-                    rows.append([
-                        backend, size, op,
-                        _f(o["sync"]["sequential"][op]["median"]),
-                        _f(o["async"]["sequential"][op]["median"]),
-                        _f(o["sync"]["concurrent"][op]["median"]),
-                        _f(o["async"]["concurrent"][op]["median"]),
-                        f"{_f(refs[ref_of[op]])} ({ref_of[op]})",
-                        _pct(ratio_of[op]),
-                    ])
+                    rows.append(
+                        [
+                            backend,
+                            size,
+                            op,
+                            _f(o["sync"]["sequential"][op]["median"]),
+                            _f(o["async"]["sequential"][op]["median"]),
+                            _f(o["sync"]["concurrent"][op]["median"]),
+                            _f(o["async"]["concurrent"][op]["median"]),
+                            f"{_f(refs[ref_of[op]])} ({ref_of[op]})",
+                            _pct(ratio_of[op]),
+                        ]
+                    )
         lines += _table(
-            ["backend", "size", "op", "sync", "async", "sync ×32 threads", "async ×32 tasks",
-             "raw reference (ops/s)", "ours / raw (sync)"],
+            [
+                "backend",
+                "size",
+                "op",
+                "sync",
+                "async",
+                "sync ×32 threads",
+                "async ×32 tasks",
+                "raw reference (ops/s)",
+                "ours / raw (sync)",
+            ],
             rows,
         )
         lines += ["Raw references (operations per second, medians):", ""]
         rows = []
-        names = ["fsspec_write", "fsspec_read", "sql_insert", "sql_select", "raw_write_insert",
-                 "raw_write_insert_fsync", "raw_select_read"]
+        names = [
+            "fsspec_write",
+            "fsspec_read",
+            "sql_insert",
+            "sql_select",
+            "raw_write_insert",
+            "raw_write_insert_fsync",
+            "raw_select_read",
+        ]
         for backend, by_size in ops.items():
             if "error" in by_size:
                 continue
@@ -513,17 +671,19 @@ def render(results: dict[str, Any]) -> str:
             for size in ("1KiB", "1MiB"):
                 o = by_size[size]
                 spread = o.get("async_overhead_spread_us") or {}
-                rows.append([backend, size] + [
-                    f"{1e6 / o['sync']['sequential'][op]['median']:,.0f} → {1e6 / o['async']['sequential'][op]['median']:,.0f}; "
-                    f"**{o['async_overhead_us'][op]:+,.0f}**"
-                    + (f" ({spread[op][0]:+,.0f} to {spread[op][1]:+,.0f})" if op in spread else "")
-                    for op in ("store", "retrieve", "metadata")
-                ])
+                rows.append(
+                    [backend, size]
+                    + [
+                        f"{1e6 / o['sync']['sequential'][op]['median']:,.0f} → {1e6 / o['async']['sequential'][op]['median']:,.0f}; "
+                        f"**{o['async_overhead_us'][op]:+,.0f}**"
+                        + (f" ({spread[op][0]:+,.0f} to {spread[op][1]:+,.0f})" if op in spread else "")
+                        for op in ("store", "retrieve", "metadata")
+                    ]
+                )
         method = next((by["1KiB"].get("async_overhead_method") for by in ops.values() if "1KiB" in by), None)
         lines += [
             "Async facade, sequential: µs per call, sync → async (round medians); **facade overhead** "
-            "per call, async minus sync, with its interquartile range"
-            + (f" ({method})" if method else "") + ":",
+            "per call, async minus sync, with its interquartile range" + (f" ({method})" if method else "") + ":",
             "",
         ]
         lines += _table(["backend", "size", "store", "retrieve", "metadata"], rows)
@@ -540,14 +700,22 @@ def render(results: dict[str, Any]) -> str:
             header = ["query"] + [f"{n:,}: median / p95" for n in sizes] + [f"growth {sizes[-1]:,} / {sizes[0]:,}"]
             rows = []
             for q in s[str(sizes[0])]["queries"]:
-                rows.append([q + (" ¹" if q.startswith("heavy_") else "")] + [
-                    f"{s[str(n)]['queries'][q]['median_ms']:.2f} / {s[str(n)]['queries'][q]['p95_ms']:.2f}" for n in sizes
-                ] + [f"{s['growth'][q]['median']:.2f}x"])
+                rows.append(
+                    [q + (" ¹" if q.startswith("heavy_") else "")]
+                    + [
+                        f"{s[str(n)]['queries'][q]['median_ms']:.2f} / {s[str(n)]['queries'][q]['p95_ms']:.2f}"
+                        for n in sizes
+                    ]
+                    + [f"{s['growth'][q]['median']:.2f}x"]
+                )
             fills = ", ".join(f"{n:,} in {s[str(n)]['fill']['seconds']:.1f} s" for n in sizes)
             lines += [f"**{backend}** (filled with `store_batch`: {fills})", ""]
             lines += _table(header, rows)
-            lines += ["¹ the heavy user owns 10% of the catalog, so its own data grows with it: "
-                      "reported, not part of the target.", ""]
+            lines += [
+                "¹ the heavy user owns 10% of the catalog, so its own data grows with it: "
+                "reported, not part of the target.",
+                "",
+            ]
 
     streaming = results.get("streaming") or {}
     if streaming:
@@ -562,19 +730,29 @@ def render(results: dict[str, Any]) -> str:
             ref_up = f"{_f(v[s['upload_reference']], 1)}" + (
                 f" (no fsync: {_f(v['raw_upload'], 1)})" if s["upload_reference"] != "raw_upload" else ""
             )
-            rows.append([
-                backend,
-                f"{_f(v['upload'], 1)} / {_f(v['async_upload'], 1)}",
-                ref_up,
-                f"{_pct(r['upload_vs_raw'])} / {_pct(r['async_upload_vs_raw'])}",
-                f"{_f(v['download'], 1)} / {_f(v['async_download'], 1)}",
-                _f(v["raw_download"], 1),
-                f"{_pct(r['download_vs_raw'])} / {_pct(r['async_download_vs_raw'])}",
-                " / ".join(f"{g[k]:.1f}" for k in ("upload", "async_upload", "download", "async_download")),
-            ])
+            rows.append(
+                [
+                    backend,
+                    f"{_f(v['upload'], 1)} / {_f(v['async_upload'], 1)}",
+                    ref_up,
+                    f"{_pct(r['upload_vs_raw'])} / {_pct(r['async_upload_vs_raw'])}",
+                    f"{_f(v['download'], 1)} / {_f(v['async_download'], 1)}",
+                    _f(v["raw_download"], 1),
+                    f"{_pct(r['download_vs_raw'])} / {_pct(r['async_download_vs_raw'])}",
+                    " / ".join(f"{g[k]:.1f}" for k in ("upload", "async_upload", "download", "async_download")),
+                ]
+            )
         lines += _table(
-            ["backend", "upload sync / async", "raw copy up", "up vs raw", "download sync / async",
-             "raw copy down", "down vs raw", "RSS growth up / async up / down / async down"],
+            [
+                "backend",
+                "upload sync / async",
+                "raw copy up",
+                "up vs raw",
+                "download sync / async",
+                "raw copy down",
+                "down vs raw",
+                "RSS growth up / async up / down / async down",
+            ],
             rows,
         )
 
@@ -582,7 +760,8 @@ def render(results: dict[str, Any]) -> str:
     if cleanup:
         lines += ["### Cleanup of expired artifacts", ""]
         rows = [
-            [b, "error: " + c["error"][:80], "", ""] if "error" in c
+            [b, "error: " + c["error"][:80], "", ""]
+            if "error" in c
             else [b, _f(c["artifacts"]), _f(c["seconds"], 2), _f(c["artifacts_per_s"])]
             for b, c in cleanup.items()
         ]

@@ -35,41 +35,78 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes and few rounds: a smoke run (CI)")
     p.add_argument("--backends", type=_csv, default=list(ALL_BACKENDS), help="comma-separated (default: all)")
-    p.add_argument("--sections", type=_csv, default=list(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    p.add_argument("--scale-backends", type=_csv, default=["memory", "filesystem"],
-                   help="backends for the search/list scale section (default: memory,filesystem)")
+    p.add_argument(
+        "--sections", type=_csv, default=list(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    p.add_argument(
+        "--scale-backends",
+        type=_csv,
+        default=["memory", "filesystem"],
+        help="backends for the search/list scale section (default: memory,filesystem)",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds per figure (default 5; quick 2)")
-    p.add_argument("--scale-sizes", type=lambda v: [int(x) for x in _csv(v)],
-                   help="catalog sizes (default 1000,10000,100000; quick 1000,1500)")
+    p.add_argument(
+        "--scale-sizes",
+        type=lambda v: [int(x) for x in _csv(v)],
+        help="catalog sizes (default 1000,10000,100000; quick 1000,1500)",
+    )
     p.add_argument("--stream-mib", type=int, help="streamed object size in MiB (default 256; quick 4)")
     p.add_argument("--cleanup-count", type=int, help="expired artifacts per cleanup (default 5000; quick 200)")
-    p.add_argument("--s3-server", choices=("auto", "weed", "moto", "none"), default="auto",
-                   help="loopback S3 server for the s3 backend (auto: SeaweedFS, else moto)")
-    g = p.add_argument_group("published", "the published package (chuk-artifacts 0.11.4) as a side: section `published`")
-    g.add_argument("--published-venv", default=os.environ.get("CHUK_BENCH_PUBLISHED_VENV"),
-                   help="venv for the published package, made with pip on first use and reused "
-                        "(default benchmarks/.published-venv; env CHUK_BENCH_PUBLISHED_VENV)")
-    g.add_argument("--published-python", default=os.environ.get("CHUK_BENCH_PUBLISHED_PYTHON"),
-                   help="an interpreter that already has chuk-artifacts==0.11.4: no venv is made "
-                        "(env CHUK_BENCH_PUBLISHED_PYTHON)")
-    g.add_argument("--published-worker", default=os.environ.get("CHUK_BENCH_PUBLISHED_WORKER"),
-                   help="a command speaking the worker protocol instead of the published package "
-                        "(for tests; env CHUK_BENCH_PUBLISHED_WORKER)")
-    g.add_argument("--published-fs-max", type=int, default=10000,
-                   help="largest catalog / population on the published filesystem provider (default 10000)")
+    p.add_argument(
+        "--s3-server",
+        choices=("auto", "weed", "moto", "none"),
+        default="auto",
+        help="loopback S3 server for the s3 backend (auto: SeaweedFS, else moto)",
+    )
+    g = p.add_argument_group(
+        "published", "the published package (chuk-artifacts 0.11.4) as a side: section `published`"
+    )
+    g.add_argument(
+        "--published-venv",
+        default=os.environ.get("CHUK_BENCH_PUBLISHED_VENV"),
+        help="venv for the published package, made with pip on first use and reused "
+        "(default benchmarks/.published-venv; env CHUK_BENCH_PUBLISHED_VENV)",
+    )
+    g.add_argument(
+        "--published-python",
+        default=os.environ.get("CHUK_BENCH_PUBLISHED_PYTHON"),
+        help="an interpreter that already has chuk-artifacts==0.11.4: no venv is made "
+        "(env CHUK_BENCH_PUBLISHED_PYTHON)",
+    )
+    g.add_argument(
+        "--published-worker",
+        default=os.environ.get("CHUK_BENCH_PUBLISHED_WORKER"),
+        help="a command speaking the worker protocol instead of the published package "
+        "(for tests; env CHUK_BENCH_PUBLISHED_WORKER)",
+    )
+    g.add_argument(
+        "--published-fs-max",
+        type=int,
+        default=10000,
+        help="largest catalog / population on the published filesystem provider (default 10000)",
+    )
     g.add_argument("--populate-count", type=int, help="artifacts populated at 32 in flight (default 100000; quick 500)")
-    g.add_argument("--populate-deadline", type=float, default=120.0,
-                   help="seconds after which a population stops and reports what it stored (default 120: "
-                        "twice the 60 s target)")
-    g.add_argument("--published-stream-mib", type=int, help="object streamed against the published package (default 64; quick 4)")
+    g.add_argument(
+        "--populate-deadline",
+        type=float,
+        default=120.0,
+        help="seconds after which a population stops and reports what it stored (default 120: twice the 60 s target)",
+    )
+    g.add_argument(
+        "--published-stream-mib", type=int, help="object streamed against the published package (default 64; quick 4)"
+    )
     p.add_argument("--output", help="results JSON (default benchmarks/results/<timestamp>.json)")
     p.add_argument("--markdown", help="page whose tables to regenerate (default docs/performance.md on full runs)")
     p.add_argument("--no-markdown", action="store_true", help="do not touch any markdown page")
     p.add_argument("--workdir", help="scratch directory (default: a new temporary directory, removed after)")
     p.add_argument("--command", help="the command to record as having produced the results")
-    p.add_argument("--plugins", default=None, metavar="NAMES",
-                   help="entry-point plugins to load (CHUK_ARTIFACTS_PLUGINS; default: none, so "
-                        "third-party plugins installed alongside do not add their cost)")
+    p.add_argument(
+        "--plugins",
+        default=None,
+        metavar="NAMES",
+        help="entry-point plugins to load (CHUK_ARTIFACTS_PLUGINS; default: none, so "
+        "third-party plugins installed alongside do not add their cost)",
+    )
     p.add_argument("--report-only", metavar="JSON", help="regenerate the markdown from a results file and exit")
     args = p.parse_args(argv)
     q = args.quick
@@ -120,15 +157,26 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(workdir),
         "source": source_state(ROOT),
         "config": {
-            "rounds": args.rounds, "sections": args.sections, "backends": args.backends,
-            "scale_backends": args.scale_backends, "scale_sizes": args.scale_sizes,
-            "stream_mib": args.stream_mib, "cleanup_count": args.cleanup_count,
+            "rounds": args.rounds,
+            "sections": args.sections,
+            "backends": args.backends,
+            "scale_backends": args.scale_backends,
+            "scale_sizes": args.scale_sizes,
+            "stream_mib": args.stream_mib,
+            "cleanup_count": args.cleanup_count,
             "entry_point_plugins": os.environ["CHUK_ARTIFACTS_PLUGINS"] or "none",
-            "populate_count": args.populate_count, "published_scale_sizes": args.published_scale_sizes, "published_stream_mib": args.published_stream_mib,
-            "published_fs_max": args.published_fs_max, "populate_deadline": args.populate_deadline,
+            "populate_count": args.populate_count,
+            "published_scale_sizes": args.published_scale_sizes,
+            "published_stream_mib": args.published_stream_mib,
+            "published_fs_max": args.published_fs_max,
+            "populate_deadline": args.populate_deadline,
         },
         "backends": {},
-        "ops": {}, "scale": {}, "streaming": {}, "cleanup": {}, "published": {},
+        "ops": {},
+        "scale": {},
+        "streaming": {},
+        "cleanup": {},
+        "published": {},
     }
     failed = False
     servers = []
@@ -161,26 +209,46 @@ def main(argv: list[str] | None = None) -> int:
                 section("ops", name, ops.run, spec, quick=args.quick, rounds=args.rounds, log=log)
             if "scale" in args.sections and name in args.scale_backends:
                 log(f"{name}: search / list latency at {args.scale_sizes}")
-                section("scale", name, scale.run, spec, args.scale_sizes,
-                        rounds=args.rounds, calls=5 if args.quick else 20, log=log)
+                section(
+                    "scale",
+                    name,
+                    scale.run,
+                    spec,
+                    args.scale_sizes,
+                    rounds=args.rounds,
+                    calls=5 if args.quick else 20,
+                    log=log,
+                )
             if "stream" in args.sections:
                 log(f"{name}: streaming {args.stream_mib} MiB")
-                section("streaming", name, stream.run, spec, args.stream_mib * MiB,
-                        rounds=1 if args.quick else args.rounds, log=log)
+                section(
+                    "streaming",
+                    name,
+                    stream.run,
+                    spec,
+                    args.stream_mib * MiB,
+                    rounds=1 if args.quick else args.rounds,
+                    log=log,
+                )
             if "cleanup" in args.sections:
                 log(f"{name}: cleanup of {args.cleanup_count} expired artifacts")
                 count = args.cleanup_count if name != "s3" else max(1, args.cleanup_count // 5)
-                section("cleanup", name, cleanup.run, spec, count,
-                        rounds=1 if args.quick else 3, log=log)
+                section("cleanup", name, cleanup.run, spec, count, rounds=1 if args.quick else 3, log=log)
         if "published" in args.sections:
             log("published package: ours vs chuk-artifacts 0.11.4")
             try:
                 results["published"] = published.run(
-                    [b for b in args.backends if b in specs], workdir,
+                    [b for b in args.backends if b in specs],
+                    workdir,
                     {"venv": args.published_venv, "python": args.published_python, "worker": args.published_worker},
-                    quick=args.quick, rounds=args.rounds, scale_sizes=args.published_scale_sizes,
-                    stream_bytes=args.published_stream_mib * MiB, populate_count=args.populate_count,
-                    fs_max=args.published_fs_max, populate_deadline=args.populate_deadline, log=log,
+                    quick=args.quick,
+                    rounds=args.rounds,
+                    scale_sizes=args.published_scale_sizes,
+                    stream_bytes=args.published_stream_mib * MiB,
+                    populate_count=args.populate_count,
+                    fs_max=args.published_fs_max,
+                    populate_deadline=args.populate_deadline,
+                    log=log,
                 )
                 problems = published.errors(results["published"])
                 for problem in problems:
@@ -206,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(results, f, indent=1, sort_keys=False)
         f.write("\n")
     log(f"wrote {output}")
-    markdown = None if args.no_markdown else (
-        args.markdown or (None if args.quick else os.path.join(ROOT, "docs", "performance.md"))
+    markdown = (
+        None
+        if args.no_markdown
+        else (args.markdown or (None if args.quick else os.path.join(ROOT, "docs", "performance.md")))
     )
     if markdown:
         report.update_doc(markdown, report.render(results))

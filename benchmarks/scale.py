@@ -45,19 +45,25 @@ def _fill(store: Any, total: int, log: Callable[[str], None]) -> dict[str, Any]:
             sessions.append((sid, user))
         items = []
         for _ in range(min(SESSION_SIZE, total - serial)):
-            items.append({
-                "data": PAYLOAD,
-                "mime": MIMES[serial % len(MIMES)],
-                "filename": f"dir{serial % DIRS}/file-{serial:07d}.txt",
-                "meta": {"kind": f"k{serial % 10}", "serial": serial},
-            })
+            items.append(
+                {
+                    "data": PAYLOAD,
+                    "mime": MIMES[serial % len(MIMES)],
+                    "filename": f"dir{serial % DIRS}/file-{serial:07d}.txt",
+                    "meta": {"kind": f"k{serial % 10}", "serial": serial},
+                }
+            )
             serial += 1
         store.store_batch(items, session_id=sid, user_id=user, ttl=None)
     seconds = now() - t
     if hasattr(store.blobs, "fsync"):
         store.blobs.fsync = True
-    return {"artifacts": total, "seconds": round(seconds, 3), "artifacts_per_s": round(total / seconds, 1),
-            "sessions": sessions}
+    return {
+        "artifacts": total,
+        "seconds": round(seconds, 3),
+        "artifacts_per_s": round(total / seconds, 1),
+        "sessions": sessions,
+    }
 
 
 def _user(f: dict[str, Any], r: random.Random) -> str:
@@ -76,9 +82,7 @@ QUERIES: dict[str, Query] = {
     ),
     "search_user_no_match": lambda s, f, r: s.search(user_id=_user(f, r), mime_prefix="video/", limit=PAGE),
     "search_meta_common": lambda s, f, r: s.search(meta_filter={"kind": f"k{r.randrange(10)}"}, limit=PAGE),
-    "search_meta_unique": lambda s, f, r: s.search(
-        meta_filter={"serial": r.randrange(f["artifacts"])}, limit=PAGE
-    ),
+    "search_meta_unique": lambda s, f, r: s.search(meta_filter={"serial": r.randrange(f["artifacts"])}, limit=PAGE),
     "search_no_match": lambda s, f, r: s.search(mime_prefix="video/", limit=PAGE),
     # One user owning 10% of the catalog: a first page is still cheap where matches are dense;
     # where none match, the user's own rows are walked (other users' never are).
@@ -93,8 +97,12 @@ def run(
 ) -> dict[str, Any]:
     stores: dict[int, Any] = {}
     fills: dict[int, dict[str, Any]] = {}
-    out: dict[str, Any] = {"sizes": sizes, "page_size": PAGE, "session_size": SESSION_SIZE,
-                           "layout": "one user per session; every tenth session the heavy user's"}
+    out: dict[str, Any] = {
+        "sizes": sizes,
+        "page_size": PAGE,
+        "session_size": SESSION_SIZE,
+        "layout": "one user per session; every tenth session the heavy user's",
+    }
     try:
         for n in sizes:
             log(f"  {spec['name']} scale: filling {n} artifacts")

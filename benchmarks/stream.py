@@ -35,16 +35,19 @@ def _worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.stream_worker", json.dumps(spec)],
-        check=False, capture_output=True, text=True, env=env, cwd=root, timeout=900,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=900,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"stream worker failed:\n{proc.stderr[-2000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def run(
-    spec: dict[str, Any], size: int, *, rounds: int, log: Callable[[str], None]
-) -> dict[str, Any]:
+def run(spec: dict[str, Any], size: int, *, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
     source = _source(os.path.dirname(spec["workdir"]), size)
     ops = OPS_LOCAL if spec["name"] == "filesystem" else OPS_REMOTE
     artifact_id = None
@@ -59,10 +62,16 @@ def run(
     for r in range(rounds):
         log(f"  {spec['name']} streaming round {r + 1}/{rounds}")
         order = list(ops if r % 2 == 0 else reversed(ops))
-        for result in _worker({
-            "backend": spec, "ops": order, "size": size, "source": source, "tag": "stream",
-            "artifact_id": artifact_id,
-        }):
+        for result in _worker(
+            {
+                "backend": spec,
+                "ops": order,
+                "size": size,
+                "source": source,
+                "tag": "stream",
+                "artifact_id": artifact_id,
+            }
+        ):
             samples[result["op"]].append(result)
     speed = {op: [s["mib_per_s"] for s in samples[op]] for op in ops}
     out: dict[str, Any] = {
@@ -71,9 +80,7 @@ def run(
         "sink": "/dev/null (downloads); a local file already in the page cache (uploads)",
         "mib_per_s": {op: round(median(v), 1) for op, v in speed.items()},
         "samples_mib_per_s": {op: [round(x, 1) for x in v] for op, v in speed.items()},
-        "rss_growth_mib": {
-            op: max(s["rss_growth_mib"] for s in samples[op]) for op in ops if not op.startswith("raw")
-        },
+        "rss_growth_mib": {op: max(s["rss_growth_mib"] for s in samples[op]) for op in ops if not op.startswith("raw")},
         "rss_method": samples[ops[0]][0]["rss_method"],
     }
     upload_ref = "raw_upload_fsync" if spec["name"] == "filesystem" else "raw_upload"

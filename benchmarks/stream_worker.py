@@ -86,13 +86,15 @@ def main(argv: list[str]) -> list[dict[str, Any]]:
                 t = time.perf_counter()
                 created = _run(op, store, fs, prefix, spec, artifact_id, key)
                 seconds = time.perf_counter() - t
-            results.append({
-                "op": op,
-                "seconds": seconds,
-                "mib_per_s": size / (1024 * 1024) / seconds,
-                "rss_growth_mib": round(peak.growth_mib, 2),
-                "rss_method": "VmHWM reset" if peak.reset else "ru_maxrss",
-            })
+            results.append(
+                {
+                    "op": op,
+                    "seconds": seconds,
+                    "mib_per_s": size / (1024 * 1024) / seconds,
+                    "rss_growth_mib": round(peak.growth_mib, 2),
+                    "rss_method": "VmHWM reset" if peak.reset else "ru_maxrss",
+                }
+            )
             if isinstance(created, str) and op in ("upload", "async_upload"):
                 store.delete(created)
             elif isinstance(created, str):
@@ -102,13 +104,20 @@ def main(argv: list[str]) -> list[dict[str, Any]]:
     return results
 
 
-def _run(op: str, store: Any, fs: Any, prefix: str, spec: dict[str, Any], artifact_id: str | None, key: str | None) -> Any:
+def _run(
+    op: str, store: Any, fs: Any, prefix: str, spec: dict[str, Any], artifact_id: str | None, key: str | None
+) -> Any:
     source, size = spec["source"], spec["size"]
     if op == "upload":
         with open(source, "rb") as src:
-            return store.stream_upload(StreamUploadRequest(
-                src, mime="application/octet-stream", content_length=size, ttl=None,
-            ))
+            return store.stream_upload(
+                StreamUploadRequest(
+                    src,
+                    mime="application/octet-stream",
+                    content_length=size,
+                    ttl=None,
+                )
+            )
     if op == "async_upload":
         return asyncio.run(_async_upload(store, source, size))
     if op == "download":
@@ -147,9 +156,14 @@ async def _async_upload(store: Any, source: str, size: int) -> str:
             while chunk := src.read(CHUNK):
                 yield chunk
 
-    return await astore.stream_upload(StreamUploadRequest(
-        chunks(), mime="application/octet-stream", content_length=size, ttl=None,
-    ))
+    return await astore.stream_upload(
+        StreamUploadRequest(
+            chunks(),
+            mime="application/octet-stream",
+            content_length=size,
+            ttl=None,
+        )
+    )
 
 
 async def _async_download(store: Any, artifact_id: str) -> None:

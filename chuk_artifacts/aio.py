@@ -58,11 +58,23 @@ _T = TypeVar("_T")
 
 #: Public methods of the sync store that are not awaited through ``_run``: pure helpers without
 #: I/O, the views (re-wrapped below), ``close`` (``aclose``) and streaming (bridged below).
-_NOT_THREADED = frozenset({
-    "parse_grid_key", "get_canonical_prefix", "generate_artifact_key", "runs_inline",
-    "as_user", "as_session", "as_admin", "close", "stream_upload", "stream_download",
-    "signed_blob", "receive_upload", "receive_part",  # a (sync) gateway's: see gateway.SignedURLStore
-})
+_NOT_THREADED = frozenset(
+    {
+        "parse_grid_key",
+        "get_canonical_prefix",
+        "generate_artifact_key",
+        "runs_inline",
+        "as_user",
+        "as_session",
+        "as_admin",
+        "close",
+        "stream_upload",
+        "stream_download",
+        "signed_blob",
+        "receive_upload",
+        "receive_part",  # a (sync) gateway's: see gateway.SignedURLStore
+    }
+)
 _POLL = 0.25  # how often a worker thread waiting for the next upload chunk checks for cancellation
 #: Bytes of chunks handed across the thread boundary at once by streaming: one thread hop per
 #: 64 KiB chunk costs more than the I/O, one per MiB does not, and memory stays bounded.
@@ -93,9 +105,7 @@ class AsyncArtifactStore:
         check = getattr(self._sync, "runs_inline", None)
         return check is not None and bool(check(name))
 
-    async def _run(
-        self, method: Callable[Concatenate[Any, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
+    async def _run(self, method: Callable[Concatenate[Any, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Call the sync store's method of the same name as ``method`` (a function of the sync
         class, so type checkers check the arguments): inline when ``runs_inline`` says it
         cannot block, else in a worker thread."""
@@ -148,8 +158,16 @@ class AsyncArtifactStore:
     ) -> str:
         """Store ``data`` and return its new artifact id."""
         return await self._run(
-            SyncArtifactStore.store, data, mime=mime, summary=summary, meta=meta, filename=filename,
-            session_id=session_id, user_id=user_id, ttl=ttl, scope=scope,
+            SyncArtifactStore.store,
+            data,
+            mime=mime,
+            summary=summary,
+            meta=meta,
+            filename=filename,
+            session_id=session_id,
+            user_id=user_id,
+            ttl=ttl,
+            scope=scope,
         )
 
     async def store_batch(
@@ -162,9 +180,7 @@ class AsyncArtifactStore:
         scope: str = "session",
     ) -> list[str]:
         """Store several artifacts in one transaction: all of them, or (on any error) none."""
-        return await self._run(
-            SyncArtifactStore.store_batch, items, session_id, ttl, user_id=user_id, scope=scope
-        )
+        return await self._run(SyncArtifactStore.store_batch, items, session_id, ttl, user_id=user_id, scope=scope)
 
     async def write_file(
         self,
@@ -183,18 +199,23 @@ class AsyncArtifactStore:
     ) -> str:
         """Store text (encoded with ``encoding``) or bytes under ``filename``; return the id."""
         return await self._run(
-            SyncArtifactStore.write_file, content, filename=filename, mime=mime, summary=summary,
-            session_id=session_id, user_id=user_id, meta=meta, encoding=encoding,
-            overwrite_artifact_id=overwrite_artifact_id, scope=scope, ttl=ttl,
+            SyncArtifactStore.write_file,
+            content,
+            filename=filename,
+            mime=mime,
+            summary=summary,
+            session_id=session_id,
+            user_id=user_id,
+            meta=meta,
+            encoding=encoding,
+            overwrite_artifact_id=overwrite_artifact_id,
+            scope=scope,
+            ttl=ttl,
         )
 
-    async def retrieve(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bytes:
+    async def retrieve(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bytes:
         """The artifact's bytes."""
-        return await self._run(
-            SyncArtifactStore.retrieve, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.retrieve, artifact_id, user_id=user_id, session_id=session_id)
 
     async def read_file(
         self,
@@ -207,25 +228,23 @@ class AsyncArtifactStore:
     ) -> bytes | str:
         """The artifact's bytes, or its text decoded with ``encoding`` when ``as_text=True``."""
         return await self._run(
-            SyncArtifactStore.read_file, artifact_id, encoding=encoding, as_text=as_text,
-            user_id=user_id, session_id=session_id,
+            SyncArtifactStore.read_file,
+            artifact_id,
+            encoding=encoding,
+            as_text=as_text,
+            user_id=user_id,
+            session_id=session_id,
         )
 
     async def metadata(
         self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
     ) -> ArtifactMetadata:
         """The catalog's record of the artifact."""
-        return await self._run(
-            SyncArtifactStore.metadata, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.metadata, artifact_id, user_id=user_id, session_id=session_id)
 
-    async def exists(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bool:
+    async def exists(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
         """``True`` if the artifact exists and has not expired (access is still checked)."""
-        return await self._run(
-            SyncArtifactStore.exists, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.exists, artifact_id, user_id=user_id, session_id=session_id)
 
     async def update_file(
         self,
@@ -242,8 +261,16 @@ class AsyncArtifactStore:
     ) -> bool:
         """Replace the content and/or change mime, summary, filename, meta (merged) or ttl."""
         return await self._run(
-            SyncArtifactStore.update_file, artifact_id, data=data, mime=mime, summary=summary,
-            meta=meta, filename=filename, ttl=ttl, user_id=user_id, session_id=session_id,
+            SyncArtifactStore.update_file,
+            artifact_id,
+            data=data,
+            mime=mime,
+            summary=summary,
+            meta=meta,
+            filename=filename,
+            ttl=ttl,
+            user_id=user_id,
+            session_id=session_id,
         )
 
     async def update_metadata(
@@ -261,8 +288,15 @@ class AsyncArtifactStore:
     ) -> ArtifactMetadata:
         """Change metadata without touching the bytes. ``meta`` merges unless ``merge=False``."""
         return await self._run(
-            SyncArtifactStore.update_metadata, artifact_id, summary=summary, meta=meta,
-            merge=merge, filename=filename, ttl=ttl, new_meta=new_meta, user_id=user_id,
+            SyncArtifactStore.update_metadata,
+            artifact_id,
+            summary=summary,
+            meta=meta,
+            merge=merge,
+            filename=filename,
+            ttl=ttl,
+            new_meta=new_meta,
+            user_id=user_id,
             session_id=session_id,
         )
 
@@ -276,7 +310,10 @@ class AsyncArtifactStore:
     ) -> ArtifactMetadata:
         """Push the expiry back by ``additional_seconds`` (no effect on artifacts that never expire)."""
         return await self._run(
-            SyncArtifactStore.extend_ttl, artifact_id, additional_seconds, user_id=user_id,
+            SyncArtifactStore.extend_ttl,
+            artifact_id,
+            additional_seconds,
+            user_id=user_id,
             session_id=session_id,
         )
 
@@ -293,9 +330,14 @@ class AsyncArtifactStore:
     ) -> str:
         """Copy an artifact within its own session/scope; return the copy's id."""
         return await self._run(
-            SyncArtifactStore.copy_file, artifact_id, new_filename=new_filename,
-            target_session_id=target_session_id, new_meta=new_meta, summary=summary,
-            user_id=user_id, session_id=session_id,
+            SyncArtifactStore.copy_file,
+            artifact_id,
+            new_filename=new_filename,
+            target_session_id=target_session_id,
+            new_meta=new_meta,
+            summary=summary,
+            user_id=user_id,
+            session_id=session_id,
         )
 
     async def move_file(
@@ -310,18 +352,18 @@ class AsyncArtifactStore:
     ) -> ArtifactMetadata:
         """Rename an artifact (and merge ``new_meta``); persisted. Moves never cross sessions."""
         return await self._run(
-            SyncArtifactStore.move_file, artifact_id, new_filename=new_filename,
-            new_session_id=new_session_id, new_meta=new_meta, user_id=user_id,
+            SyncArtifactStore.move_file,
+            artifact_id,
+            new_filename=new_filename,
+            new_session_id=new_session_id,
+            new_meta=new_meta,
+            user_id=user_id,
             session_id=session_id,
         )
 
-    async def delete(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bool:
+    async def delete(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
         """Delete the artifact's bytes and row. ``False`` if there was nothing to delete."""
-        return await self._run(
-            SyncArtifactStore.delete, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.delete, artifact_id, user_id=user_id, session_id=session_id)
 
     # -- listing --------------------------------------------------------------------------
 
@@ -334,9 +376,7 @@ class AsyncArtifactStore:
         user_id: str | None = None,
     ) -> ArtifactList:
         """Live artifacts of a session, oldest first, one page at a time (see ``next_cursor``)."""
-        return await self._run(
-            SyncArtifactStore.list_by_session, session_id, limit, cursor=cursor, user_id=user_id
-        )
+        return await self._run(SyncArtifactStore.list_by_session, session_id, limit, cursor=cursor, user_id=user_id)
 
     async def get_directory_contents(
         self,
@@ -349,8 +389,12 @@ class AsyncArtifactStore:
     ) -> ArtifactList:
         """Artifacts of a session whose filename starts with ``directory_prefix``, by filename."""
         return await self._run(
-            SyncArtifactStore.get_directory_contents, session_id, directory_prefix, limit,
-            cursor=cursor, user_id=user_id,
+            SyncArtifactStore.get_directory_contents,
+            session_id,
+            directory_prefix,
+            limit,
+            cursor=cursor,
+            user_id=user_id,
         )
 
     async def search(
@@ -367,9 +411,15 @@ class AsyncArtifactStore:
     ) -> ArtifactList:
         """Live artifacts the caller may read that match every filter, oldest first, paginated."""
         return await self._run(
-            SyncArtifactStore.search, user_id=user_id, session_id=session_id, scope=scope,
-            mime_prefix=mime_prefix, meta_filter=meta_filter, filename_prefix=filename_prefix,
-            limit=limit, cursor=cursor,
+            SyncArtifactStore.search,
+            user_id=user_id,
+            session_id=session_id,
+            scope=scope,
+            mime_prefix=mime_prefix,
+            meta_filter=meta_filter,
+            filename_prefix=filename_prefix,
+            limit=limit,
+            cursor=cursor,
         )
 
     # -- sessions -------------------------------------------------------------------------
@@ -384,7 +434,10 @@ class AsyncArtifactStore:
     ) -> str:
         """Create a session (optionally for a user, with its own TTL and metadata); return its id."""
         return await self._run(
-            SyncArtifactStore.create_session, user_id, ttl_hours, custom_metadata,
+            SyncArtifactStore.create_session,
+            user_id,
+            ttl_hours,
+            custom_metadata,
             session_id=session_id,
         )
 
@@ -400,17 +453,11 @@ class AsyncArtifactStore:
         self, session_id: str, metadata: dict[str, Any], *, user_id: str | None = None
     ) -> bool:
         """Merge ``metadata`` into the session's custom metadata."""
-        return await self._run(
-            SyncArtifactStore.update_session_metadata, session_id, metadata, user_id=user_id
-        )
+        return await self._run(SyncArtifactStore.update_session_metadata, session_id, metadata, user_id=user_id)
 
-    async def extend_session_ttl(
-        self, session_id: str, additional_hours: float, *, user_id: str | None = None
-    ) -> bool:
+    async def extend_session_ttl(self, session_id: str, additional_hours: float, *, user_id: str | None = None) -> bool:
         """Push the session's expiry back by ``additional_hours``."""
-        return await self._run(
-            SyncArtifactStore.extend_session_ttl, session_id, additional_hours, user_id=user_id
-        )
+        return await self._run(SyncArtifactStore.extend_session_ttl, session_id, additional_hours, user_id=user_id)
 
     async def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Delete a session and its session-scoped artifacts (user-scoped ones stay)."""
@@ -427,27 +474,23 @@ class AsyncArtifactStore:
         session_id: str | None = None,
     ) -> str:
         """A URL that downloads the artifact for ``expires`` seconds, without credentials."""
-        return await self._run(
-            SyncArtifactStore.presign, artifact_id, expires, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.presign, artifact_id, expires, user_id=user_id, session_id=session_id)
 
-    async def presign_short(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
+    async def presign_short(
+        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
+    ) -> str:
         """A 15-minute download URL."""
-        return await self._run(
-            SyncArtifactStore.presign_short, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.presign_short, artifact_id, user_id=user_id, session_id=session_id)
 
-    async def presign_medium(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
+    async def presign_medium(
+        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
+    ) -> str:
         """A 1-hour download URL."""
-        return await self._run(
-            SyncArtifactStore.presign_medium, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.presign_medium, artifact_id, user_id=user_id, session_id=session_id)
 
     async def presign_long(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
         """A 24-hour download URL."""
-        return await self._run(
-            SyncArtifactStore.presign_long, artifact_id, user_id=user_id, session_id=session_id
-        )
+        return await self._run(SyncArtifactStore.presign_long, artifact_id, user_id=user_id, session_id=session_id)
 
     async def presign_upload(
         self,
@@ -464,8 +507,16 @@ class AsyncArtifactStore:
     ) -> tuple[str, str]:
         """A URL a client can PUT the bytes to, and the artifact id they will get once registered."""
         return await self._run(
-            SyncArtifactStore.presign_upload, session_id, filename, mime_type, expires,
-            user_id=user_id, scope=scope, ttl=ttl, meta=meta, summary=summary,
+            SyncArtifactStore.presign_upload,
+            session_id,
+            filename,
+            mime_type,
+            expires,
+            user_id=user_id,
+            scope=scope,
+            ttl=ttl,
+            meta=meta,
+            summary=summary,
         )
 
     async def presign_upload_and_register(
@@ -483,8 +534,16 @@ class AsyncArtifactStore:
     ) -> tuple[str, str]:
         """Like ``presign_upload``, with the artifact's metadata given now rather than at registration."""
         return await self._run(
-            SyncArtifactStore.presign_upload_and_register, mime, summary, filename, meta,
-            session_id, user_id, expires, scope=scope, ttl=ttl,
+            SyncArtifactStore.presign_upload_and_register,
+            mime,
+            summary,
+            filename,
+            meta,
+            session_id,
+            user_id,
+            expires,
+            scope=scope,
+            ttl=ttl,
         )
 
     async def register_uploaded_artifact(
@@ -501,8 +560,15 @@ class AsyncArtifactStore:
     ) -> str:
         """Turn a finished presigned upload into an artifact, recording its real size and sha256."""
         return await self._run(
-            SyncArtifactStore.register_uploaded_artifact, artifact_id, mime=mime, summary=summary,
-            filename=filename, meta=meta, session_id=session_id, user_id=user_id, ttl=ttl,
+            SyncArtifactStore.register_uploaded_artifact,
+            artifact_id,
+            mime=mime,
+            summary=summary,
+            filename=filename,
+            meta=meta,
+            session_id=session_id,
+            user_id=user_id,
+            ttl=ttl,
         )
 
     async def initiate_multipart_upload(self, request: MultipartUploadInitRequest) -> dict[str, Any]:
@@ -520,8 +586,12 @@ class AsyncArtifactStore:
     ) -> str:
         """A URL to PUT part ``part_number`` (1–10000) to; its response carries the part's ETag."""
         return await self._run(
-            SyncArtifactStore.get_part_upload_url, upload_id, part_number, expires,
-            user_id=user_id, session_id=session_id,
+            SyncArtifactStore.get_part_upload_url,
+            upload_id,
+            part_number,
+            expires,
+            user_id=user_id,
+            session_id=session_id,
         )
 
     async def complete_multipart_upload(self, request: MultipartUploadCompleteRequest) -> str:
@@ -533,7 +603,9 @@ class AsyncArtifactStore:
     ) -> bool:
         """Cancel a multipart upload and delete every part uploaded so far."""
         return await self._run(
-            SyncArtifactStore.abort_multipart_upload, upload_id, user_id=user_id,
+            SyncArtifactStore.abort_multipart_upload,
+            upload_id,
+            user_id=user_id,
             session_id=session_id,
         )
 
@@ -543,9 +615,7 @@ class AsyncArtifactStore:
         self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None
     ) -> CleanupResult:
         """Remove expired artifacts and expired sessions with their artifacts (see the sync store)."""
-        return await self._run(
-            SyncArtifactStore.cleanup_expired_sessions, dry_run=dry_run, progress=progress
-        )
+        return await self._run(SyncArtifactStore.cleanup_expired_sessions, dry_run=dry_run, progress=progress)
 
     async def validate_configuration(self) -> dict[str, Any]:
         """Check the catalog, the storage backend and the session provider for real."""
@@ -717,12 +787,15 @@ def _take(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], Exception |
 
 #: The methods awaited through ``_run``: every coroutine method written out above except the
 #: bridges and ``aclose``. ``tests/test_async.py`` checks that they match the sync store's.
-ASYNC_METHODS = tuple(sorted(
-    name for name, value in vars(AsyncArtifactStore).items()
-    if not name.startswith("_")
-    and name not in _NOT_THREADED
-    and name != "aclose"
-    and inspect.iscoroutinefunction(value)
-))
+ASYNC_METHODS = tuple(
+    sorted(
+        name
+        for name, value in vars(AsyncArtifactStore).items()
+        if not name.startswith("_")
+        and name not in _NOT_THREADED
+        and name != "aclose"
+        and inspect.iscoroutinefunction(value)
+    )
+)
 
 ArtifactStore = AsyncArtifactStore

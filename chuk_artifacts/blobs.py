@@ -188,7 +188,9 @@ class Blobs:
             self.delete(probe)
         except (ArtifactStoreError, OSError) as exc:
             return {"status": "error", "reason": getattr(exc, "reason", "error"), "error": str(exc)}
-        return {"status": "ok"} if ok else {"status": "error", "reason": "error", "error": "probe read back wrong bytes"}
+        return (
+            {"status": "ok"} if ok else {"status": "error", "reason": "error", "error": "probe read back wrong bytes"}
+        )
 
     def close(self) -> None:
         """Release clients and connections (nothing for most filesystems)."""
@@ -248,9 +250,7 @@ class LocalBlobs(Blobs):
 
     name = "filesystem"
 
-    def __init__(
-        self, root: str | os.PathLike[str], *, fsync: bool = True, fsync_directories: bool = False
-    ) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, fsync_directories: bool = False) -> None:
         from fsspec.implementations.local import LocalFileSystem
 
         self.root_dir = os.path.realpath(os.fspath(root))

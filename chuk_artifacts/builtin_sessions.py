@@ -22,9 +22,7 @@ def session_providers() -> list[str]:
 
 
 @hookimpl(trylast=True)
-def session_provider(
-    name: str, settings: Settings, catalog: Catalog, sandbox_id: str
-) -> CatalogSessions | None:
+def session_provider(name: str, settings: Settings, catalog: Catalog, sandbox_id: str) -> CatalogSessions | None:
     if name == "catalog":
         from .sessions import CatalogSessions
 

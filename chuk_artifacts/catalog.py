@@ -61,9 +61,7 @@ _GET_ARTIFACT_BY_KEY = select(artifacts).where(artifacts.c.key == bindparam("key
 # The session and the artifact of a request in one statement (both outer-joined to one row, so
 # that either may be missing); the session's columns are prefixed ``s__``.
 _ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
-_SESSION_AND_ARTIFACT = select(
-    *[c.label(f"s__{c.name}") for c in sessions.c], *artifacts.c
-).select_from(
+_SESSION_AND_ARTIFACT = select(*[c.label(f"s__{c.name}") for c in sessions.c], *artifacts.c).select_from(
     _ONE_ROW.outerjoin(
         sessions,
         and_(sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")),
@@ -86,9 +84,7 @@ _INSERT_ARTIFACT_RETURNING = (
     .returning(artifacts.c.row_id)
 )
 _ARTIFACT_DEFAULTS: Row = {"pending_key": None, "summary": "", "state": "committed", "version": 1}
-_INSERT_META_ROWS = insert(artifact_meta).values(
-    {c.name: bindparam(c.name, type_=c.type) for c in artifact_meta.c}
-)
+_INSERT_META_ROWS = insert(artifact_meta).values({c.name: bindparam(c.name, type_=c.type) for c in artifact_meta.c})
 _DELETE_META = delete(artifact_meta).where(artifact_meta.c.row_id == bindparam("row_id"))
 _GET_USAGE = select(quota_usage.c.bytes, quota_usage.c.count).where(
     quota_usage.c.sandbox_id == bindparam("sandbox_id"), quota_usage.c.owner_id == bindparam("owner_id")
@@ -500,15 +496,11 @@ class Catalog:
             raise RuntimeError("Tx and fetch_one take prebuilt (module-level) statements only")
         form = stmt.compile(dialect=self.engine.dialect)
         order = tuple(form.positiontup) if form.positional else None
-        json_binds = tuple(
-            name for name, bind in form.binds.items() if isinstance(bind.type, JSON)
-        )
+        json_binds = tuple(name for name, bind in form.binds.items() if isinstance(bind.type, JSON))
         columns = getattr(stmt, "selected_columns", None)
         if columns is None or not len(columns):
             columns = getattr(stmt, "_returning", ()) or ()
-        json_columns = tuple(
-            c.name for c in columns if isinstance(getattr(c, "type", None), JSON)
-        )
+        json_columns = tuple(c.name for c in columns if isinstance(getattr(c, "type", None), JSON))
         defaults = {
             name: bind.value for name, bind in form.binds.items() if not bind.required and bind.callable is None
         }
@@ -620,12 +612,9 @@ class Catalog:
                 if revision is None and not present:
                     schema.Base.metadata.create_all(conn)
                     conn.exec_driver_sql(
-                        "CREATE TABLE IF NOT EXISTS alembic_version "
-                        "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)"
+                        "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"
                     )
-                    conn.exec_driver_sql(
-                        f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_REVISION}')"
-                    )
+                    conn.exec_driver_sql(f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_REVISION}')")
                     return
             if revision is None:
                 raise CatalogVersionError(
@@ -658,14 +647,14 @@ class Catalog:
         """The row of a session, read on its own (``fetch_one``)."""
         return self.fetch_one(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
 
-    def session_and_artifact(
-        self, sandbox_id: str, session_id: str, artifact_id: str
-    ) -> tuple[Row | None, Row | None]:
+    def session_and_artifact(self, sandbox_id: str, session_id: str, artifact_id: str) -> tuple[Row | None, Row | None]:
         """The rows of a session and an artifact, read in one statement (``fetch_one``)."""
         compiled = self._compiled(_SESSION_AND_ARTIFACT)
-        args = (sandbox_id, session_id, artifact_id) if compiled.order is not None else {
-            "sandbox_id": sandbox_id, "session_id": session_id, "artifact_id": artifact_id
-        }
+        args = (
+            (sandbox_id, session_id, artifact_id)
+            if compiled.order is not None
+            else {"sandbox_id": sandbox_id, "session_id": session_id, "artifact_id": artifact_id}
+        )
         if compiled.order is not None:
             assert compiled.order == ("sandbox_id", "session_id", "artifact_id")
         values = self._fetch_values(compiled, args)
@@ -704,9 +693,7 @@ class Catalog:
         self._index_meta(conn, row_id, values.get("meta") or {})
         return row_id
 
-    def update_artifact(
-        self, conn: Connection | Tx, row_id: int, version: int, values: Row
-    ) -> bool:
+    def update_artifact(self, conn: Connection | Tx, row_id: int, version: int, values: Row) -> bool:
         """Apply ``values`` if the row is still at ``version`` (optimistic locking)."""
         stmt = _artifact_update(frozenset(values))
         params = {**values, "w_row_id": row_id, "w_version": version, "w_new_version": version + 1}
@@ -855,8 +842,11 @@ class Catalog:
         # stopping after a page. On SQLite a prefix range would otherwise be served by the
         # sandbox-wide mime / filename index: every user's matches fetched, then sorted. The
         # prefix is then a filter (``column + ""`` is the same text, but no index serves it).
-        walk = self.is_sqlite and not order_by_filename and not meta_filter and (
-            owner_id is not None or session_id is not None
+        walk = (
+            self.is_sqlite
+            and not order_by_filename
+            and not meta_filter
+            and (owner_id is not None or session_id is not None)
         )
         if mime_prefix:
             conds += _prefix_range(a.c.mime + "" if walk else a.c.mime, mime_prefix)
@@ -886,9 +876,7 @@ class Catalog:
             order = (a.c.filename, a.c.row_id)
             if cursor:
                 last_name, last_id = decode_cursor(cursor, str, int)
-                conds.append(
-                    or_(a.c.filename > last_name, and_(a.c.filename == last_name, a.c.row_id > last_id))
-                )
+                conds.append(or_(a.c.filename > last_name, and_(a.c.filename == last_name, a.c.row_id > last_id)))
         else:
             order = (row_id,)
             if cursor:
@@ -911,11 +899,7 @@ class Catalog:
             a.c.state == "committed",
             or_(a.c.expires_at.is_(None), a.c.expires_at > now),
         )
-        stmt = (
-            select(a.c.scope, func.count(), func.coalesce(func.sum(a.c.bytes), 0))
-            .where(live)
-            .group_by(a.c.scope)
-        )
+        stmt = select(a.c.scope, func.count(), func.coalesce(func.sum(a.c.bytes), 0)).where(live).group_by(a.c.scope)
         by_scope = {scope: {"count": n, "bytes": int(b)} for scope, n, b in conn.execute(stmt)}
         expired = conn.execute(
             select(func.count()).where(a.c.sandbox_id == sandbox_id, a.c.expires_at <= now)
@@ -969,9 +953,7 @@ class Catalog:
         )
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def session_artifact_ids(
-        self, conn: Connection, sandbox_id: str, session_id: str, limit: int
-    ) -> list[int]:
+    def session_artifact_ids(self, conn: Connection, sandbox_id: str, session_id: str, limit: int) -> list[int]:
         """Session-scoped rows of one session (they go when their session goes)."""
         stmt = (
             select(artifacts.c.row_id)
@@ -1004,9 +986,7 @@ class Catalog:
     def set_upload_state(self, conn: Connection, upload_id: str, expected: str, state: str) -> bool:
         """Move an upload from ``expected`` to ``state``; ``False`` if it was not in ``expected``."""
         result = conn.execute(
-            update(uploads)
-            .where(uploads.c.upload_id == upload_id, uploads.c.state == expected)
-            .values(state=state)
+            update(uploads).where(uploads.c.upload_id == upload_id, uploads.c.state == expected).values(state=state)
         )
         return result.rowcount == 1
 
@@ -1044,9 +1024,7 @@ class Catalog:
     # -- integrity checks and cleanup previews (fsck, ``cleanup --dry-run``) -------------------
     # Maintenance queries: never on a request path, but still index-driven and batched.
 
-    def iter_artifact_rows(
-        self, conn: Connection, sandbox_id: str, after_row_id: int, limit: int
-    ) -> list[Row]:
+    def iter_artifact_rows(self, conn: Connection, sandbox_id: str, after_row_id: int, limit: int) -> list[Row]:
         """One keyset batch of a sandbox's artifact rows (any state) with ``row_id > after_row_id``.
 
         Pass the last batch's last ``row_id`` to get the next one; an empty list ends the walk.
@@ -1060,13 +1038,9 @@ class Catalog:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def count_artifact_rows(self, conn: Connection, sandbox_id: str) -> int:
-        return conn.execute(
-            select(func.count()).where(artifacts.c.sandbox_id == sandbox_id)
-        ).scalar_one()
+        return conn.execute(select(func.count()).where(artifacts.c.sandbox_id == sandbox_id)).scalar_one()
 
-    def referenced_keys(
-        self, conn: Connection, keys: Sequence[str], artifact_ids: Sequence[str]
-    ) -> set[str]:
+    def referenced_keys(self, conn: Connection, keys: Sequence[str], artifact_ids: Sequence[str]) -> set[str]:
         """Those of ``keys`` that an artifact row (in any state) or an upload in progress names.
 
         ``artifact_ids`` are the artifact ids the keys end with (an upload's key is its
@@ -1087,9 +1061,7 @@ class Catalog:
         )
         if artifact_ids:
             found.update(
-                conn.execute(
-                    select(uploads.c.key).where(uploads.c.artifact_id.in_(list(artifact_ids)))
-                ).scalars()
+                conn.execute(select(uploads.c.key).where(uploads.c.artifact_id.in_(list(artifact_ids)))).scalars()
             )
         return found & set(keys)
 
@@ -1243,13 +1215,23 @@ class Catalog:
                 raise QuotaExceededError(f"quota exceeded for {who}: {what}")
 
     def _add_usage(
-        self, conn: Connection | Tx, sandbox_id: str, owner: str, nbytes: int, count: int,
-        max_bytes: int | None, max_count: int | None,
+        self,
+        conn: Connection | Tx,
+        sandbox_id: str,
+        owner: str,
+        nbytes: int,
+        count: int,
+        max_bytes: int | None,
+        max_count: int | None,
     ) -> bool:
         stmt = _ADD_USAGE[(max_bytes is not None, max_count is not None)]
         params = {
-            "u_sandbox": sandbox_id, "u_owner": owner, "u_bytes": nbytes, "u_count": count,
-            "u_max_bytes": max_bytes, "u_max_count": max_count,
+            "u_sandbox": sandbox_id,
+            "u_owner": owner,
+            "u_bytes": nbytes,
+            "u_count": count,
+            "u_max_bytes": max_bytes,
+            "u_max_count": max_count,
         }
         if _rowcount(conn, stmt, params) == 1:
             return True

@@ -153,8 +153,9 @@ def catalog_options(func: _F) -> _F:
     """Add ``--catalog``/``--provider``/``--root`` to a command (they override the group's)."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, catalog: str | None = None, provider: str | None = None,
-                root: str | None = None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, catalog: str | None = None, provider: str | None = None, root: str | None = None, **kwargs: Any
+    ) -> Any:
         given = {"catalog": catalog, "provider": provider, "root": root}
         _target().update({k: v for k, v in given.items() if v is not None})
         return func(*args, **kwargs)
@@ -169,8 +170,10 @@ def _settings() -> Settings:
 
     t = _target()
     return cli_settings(
-        catalog_url=t.get("catalog"), storage_provider=t.get("provider"),
-        fs_root=t.get("root"), sandbox_id=t.get("sandbox"),
+        catalog_url=t.get("catalog"),
+        storage_provider=t.get("provider"),
+        fs_root=t.get("root"),
+        sandbox_id=t.get("sandbox"),
     )
 
 
@@ -202,9 +205,7 @@ class TtlType(_TtlBase):
 
     name = "SECONDS|none"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> int | str | None:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str | None:
         if value is None or isinstance(value, int):
             return value
         text = str(value).strip().lower()
@@ -253,7 +254,8 @@ def json_option(func: _F) -> _F:
 
 def progress_option(func: _F) -> _F:
     return click.option(
-        "--progress/--no-progress", default=None,
+        "--progress/--no-progress",
+        default=None,
         help="Show a progress bar on stderr (default: when stderr is a terminal).",
     )(func)
 
@@ -344,12 +346,12 @@ def _show_progress(flag: bool | None) -> bool:
 @click.version_option(__version__)  # not package_name=: importlib.metadata costs as much as click
 @click.option("--catalog", help="Catalog database URL (ARTIFACT_CATALOG_URL).")
 @click.option("--provider", help="Storage provider (ARTIFACT_PROVIDER); default: filesystem.")
-@click.option("--root", help="Filesystem root (ARTIFACT_FS_ROOT); default: $CHUK_ARTIFACTS_HOME or "
-              "~/.local/share/chuk-artifacts.")
+@click.option(
+    "--root", help="Filesystem root (ARTIFACT_FS_ROOT); default: $CHUK_ARTIFACTS_HOME or ~/.local/share/chuk-artifacts."
+)
 @click.option("--sandbox", help="Sandbox id (ARTIFACT_SANDBOX_ID).")
 @click.pass_context
-def cli(ctx: click.Context, catalog: str | None, provider: str | None, root: str | None,
-        sandbox: str | None) -> None:
+def cli(ctx: click.Context, catalog: str | None, provider: str | None, root: str | None, sandbox: str | None) -> None:
     """Use and administer chuk-artifacts stores: artifacts, migrations, cleanup and integrity.
 
     With no provider configured, commands use the persistent store in $CHUK_ARTIFACTS_HOME
@@ -374,16 +376,30 @@ def _register_plugin_commands(group: click.Group) -> None:
 @click.option("--mime", help="MIME type (default: guessed from the filename, else application/octet-stream).")
 @click.option("--summary", default="", help="A one-line description.")
 @click.option("--filename", help="Filename to record (default: PATH's name; none for stdin).")
-@click.option("--scope", type=click.Choice(SCOPES),
-              help="Default: session with --session, user with --user, else sandbox.")
+@click.option(
+    "--scope", type=click.Choice(SCOPES), help="Default: session with --session, user with --user, else sandbox."
+)
 @identity_options
 @click.option("--ttl", type=TtlType(), help="Seconds until it expires, or 'none' (default: the scope's).")
-@click.option("--meta", multiple=True, callback=_parse_meta, metavar="KEY=VALUE",
-              help="Metadata entry (repeatable); VALUE is JSON if it parses, else a string.")
+@click.option(
+    "--meta",
+    multiple=True,
+    callback=_parse_meta,
+    metavar="KEY=VALUE",
+    help="Metadata entry (repeatable); VALUE is JSON if it parses, else a string.",
+)
 @catalog_options
-def put(path: str, mime: str | None, summary: str, filename: str | None, scope: str | None,
-        user: str | None, session: str | None, ttl: int | str | None,
-        meta: dict[str, Any] | None) -> None:
+def put(
+    path: str,
+    mime: str | None,
+    summary: str,
+    filename: str | None,
+    scope: str | None,
+    user: str | None,
+    session: str | None,
+    ttl: int | str | None,
+    meta: dict[str, Any] | None,
+) -> None:
     """Store the file PATH ('-' for stdin), streaming; print the new artifact id."""
     import mimetypes
 
@@ -408,9 +424,17 @@ def put(path: str, mime: str | None, summary: str, filename: str | None, scope: 
         store = stack.enter_context(_open_store())
         artifact_id = store.stream_upload(
             StreamUploadRequest(
-                data_stream=source, mime=mime, summary=summary, filename=filename,
-                session_id=session, user_id=user, scope=scope, meta=meta,
-                content_length=length, chunk_size=1 << 20, **options,
+                data_stream=source,
+                mime=mime,
+                summary=summary,
+                filename=filename,
+                session_id=session,
+                user_id=user,
+                scope=scope,
+                meta=meta,
+                content_length=length,
+                chunk_size=1 << 20,
+                **options,
             )
         )
     click.echo(artifact_id)
@@ -446,8 +470,12 @@ def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
 
 @cli.command()
 @click.argument("artifact_id")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write to FILE (atomically: all or nothing) instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write to FILE (atomically: all or nothing) instead of stdout.",
+)
 @identity_options
 @catalog_options
 def get(artifact_id: str, output: str | None, user: str | None, session: str | None) -> None:
@@ -469,18 +497,26 @@ def get(artifact_id: str, output: str | None, user: str | None, session: str | N
 
 def search_options(func: _F) -> _F:
     """The filters of ``ArtifactStore.search``, pagination and ``--json``."""
-    for option in reversed([
-        click.option("--user", help="Artifacts of this user (and what the user may read)."),
-        click.option("--session", help="Artifacts of this session."),
-        click.option("--scope", type=click.Choice(SCOPES), help="Only this scope."),
-        click.option("--mime", help="MIME type prefix, e.g. image/."),
-        click.option("--meta", multiple=True, callback=_parse_meta, metavar="KEY=VALUE",
-                     help="Top-level meta entry that must match exactly (repeatable; JSON values)."),
-        click.option("--prefix", help="Filename prefix."),
-        click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
-                     help="Artifacts per page."),
-        click.option("--cursor", help="Continue after the page that printed this cursor."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--user", help="Artifacts of this user (and what the user may read)."),
+            click.option("--session", help="Artifacts of this session."),
+            click.option("--scope", type=click.Choice(SCOPES), help="Only this scope."),
+            click.option("--mime", help="MIME type prefix, e.g. image/."),
+            click.option(
+                "--meta",
+                multiple=True,
+                callback=_parse_meta,
+                metavar="KEY=VALUE",
+                help="Top-level meta entry that must match exactly (repeatable; JSON values).",
+            ),
+            click.option("--prefix", help="Filename prefix."),
+            click.option(
+                "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Artifacts per page."
+            ),
+            click.option("--cursor", help="Continue after the page that printed this cursor."),
+        ]
+    ):
         func = option(func)
     return json_option(func)
 
@@ -504,14 +540,30 @@ def _print_listing(page: ArtifactList, as_json: bool) -> None:
         click.echo(f"next cursor: {page.next_cursor}")
 
 
-def _find(store: ArtifactStore, *, by_session: bool, user: str | None, session: str | None, scope: str | None,
-          mime: str | None, meta: dict[str, Any] | None, prefix: str | None, limit: int,
-          cursor: str | None) -> ArtifactList:
+def _find(
+    store: ArtifactStore,
+    *,
+    by_session: bool,
+    user: str | None,
+    session: str | None,
+    scope: str | None,
+    mime: str | None,
+    meta: dict[str, Any] | None,
+    prefix: str | None,
+    limit: int,
+    cursor: str | None,
+) -> ArtifactList:
     if by_session and session and not (scope or mime or meta or prefix):
         return store.list_by_session(session, limit, cursor=cursor, user_id=user)
     return store.search(
-        user_id=user, session_id=session, scope=scope, mime_prefix=mime, meta_filter=meta,
-        filename_prefix=prefix, limit=limit, cursor=cursor,
+        user_id=user,
+        session_id=session,
+        scope=scope,
+        mime_prefix=mime,
+        meta_filter=meta,
+        filename_prefix=prefix,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -577,8 +629,9 @@ def rm(artifact_ids: tuple[str, ...], force: bool, user: str | None, session: st
 
 @cli.command()
 @click.argument("artifact_id")
-@click.option("--expires", type=click.IntRange(1, 7 * 86400), default=3600, show_default=True,
-              help="Seconds the URL stays valid.")
+@click.option(
+    "--expires", type=click.IntRange(1, 7 * 86400), default=3600, show_default=True, help="Seconds the URL stays valid."
+)
 @identity_options
 @catalog_options
 def presign(artifact_id: str, expires: int, user: str | None, session: str | None) -> None:
@@ -624,17 +677,21 @@ def stats(as_json: bool, user: str | None) -> None:
         _echo_json(data)
         return
     artifacts = data["artifacts"]
-    click.echo(pairs([
-        ("provider", data["storage_provider"]),
-        ("sessions provider", data["session_provider"]),
-        ("sandbox", data["sandbox_id"]),
-        ("catalog", data["catalog"]),
-        ("artifacts", f"{artifacts['count']} ({human_bytes(artifacts['bytes'])})"),
-        ("active sessions", data["sessions"]["active"]),
-        ("expired, not yet swept", artifacts["expired_pending_cleanup"]),
-        ("sandbox usage", _usage_line(data["usage"])),
-        *([(f"usage of {user}", _usage_line(data["user_usage"]))] if user is not None else []),
-    ]))
+    click.echo(
+        pairs(
+            [
+                ("provider", data["storage_provider"]),
+                ("sessions provider", data["session_provider"]),
+                ("sandbox", data["sandbox_id"]),
+                ("catalog", data["catalog"]),
+                ("artifacts", f"{artifacts['count']} ({human_bytes(artifacts['bytes'])})"),
+                ("active sessions", data["sessions"]["active"]),
+                ("expired, not yet swept", artifacts["expired_pending_cleanup"]),
+                ("sandbox usage", _usage_line(data["usage"])),
+                *([(f"usage of {user}", _usage_line(data["user_usage"]))] if user is not None else []),
+            ]
+        )
+    )
     if artifacts["by_scope"]:
         click.echo()
         rows = [(scope, v["count"], v["bytes"]) for scope, v in sorted(artifacts["by_scope"].items())]
@@ -643,6 +700,7 @@ def stats(as_json: bool, user: str | None) -> None:
 
 def _usage_line(usage: dict[str, Any]) -> str:
     """``3 artifacts, 1.2 KiB`` with the quota limits, if any."""
+
     def limit(value: int | None, fmt: Callable[[int], str]) -> str:
         return f" of {fmt(value)}" if value is not None else ""
 
@@ -685,11 +743,13 @@ def plugins(as_json: bool) -> None:
         if plugin is None:  # blocked
             continue
         dist = dists.get(id(plugin))
-        found.append({
-            "name": name,
-            "hooks": sorted(h.name for h in (pm.get_hookcallers(plugin) or [])),
-            "distribution": f"{dist.project_name} {dist.version}" if dist is not None else "built-in",
-        })
+        found.append(
+            {
+                "name": name,
+                "hooks": sorted(h.name for h in (pm.get_hookcallers(plugin) or [])),
+                "distribution": f"{dist.project_name} {dist.version}" if dist is not None else "built-in",
+            }
+        )
     sessions = getattr(registry, "known_session_providers", lambda: ["catalog"])()
     data: dict[str, Any] = {
         "plugins": found,
@@ -700,14 +760,20 @@ def plugins(as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
-    click.echo(table(("PLUGIN", "FROM", "HOOKS"), [(p["name"], p["distribution"], ", ".join(p["hooks"])) for p in found]))
+    click.echo(
+        table(("PLUGIN", "FROM", "HOOKS"), [(p["name"], p["distribution"], ", ".join(p["hooks"])) for p in found])
+    )
     click.echo()
     optional = [f"{n} ({hint})" for n, hint in data["optional_providers"].items() if n not in data["storage_providers"]]
-    click.echo(pairs([
-        ("storage providers", ", ".join(data["storage_providers"])),
-        ("session providers", ", ".join(sessions)),
-        *([("not installed", "; ".join(optional))] if optional else []),
-    ]))
+    click.echo(
+        pairs(
+            [
+                ("storage providers", ", ".join(data["storage_providers"])),
+                ("session providers", ", ".join(sessions)),
+                *([("not installed", "; ".join(optional))] if optional else []),
+            ]
+        )
+    )
 
 
 @cli.command()
@@ -750,15 +816,29 @@ def cleanup(dry_run: bool, progress: bool | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--verify", is_flag=True, help="Also hash every object and compare its sha256 (reads everything).")
 @click.option("--repair", is_flag=True, help="Move orphan blobs and stale temp files to _quarantine/<timestamp>/.")
-@click.option("--delete-orphans", is_flag=True, help="Delete orphan blobs and stale temp files instead (implies --repair).")
+@click.option(
+    "--delete-orphans", is_flag=True, help="Delete orphan blobs and stale temp files instead (implies --repair)."
+)
 @click.option("--drop-missing", is_flag=True, help="Remove catalog rows whose bytes are missing.")
-@click.option("--grace", type=click.FloatRange(min=0), default=3600, show_default=True,
-              help="Seconds: younger temp files are writes in progress; younger orphans are not repaired.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Seconds: younger temp files are writes in progress; younger orphans are not repaired.",
+)
 @progress_option
 @json_option
 @catalog_options
-def fsck(verify: bool, repair: bool, delete_orphans: bool, drop_missing: bool, grace: float,
-         progress: bool | None, as_json: bool) -> None:
+def fsck(
+    verify: bool,
+    repair: bool,
+    delete_orphans: bool,
+    drop_missing: bool,
+    grace: float,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
     """Compare the catalog with the stored bytes; exit 1 if problems remain.
 
     Finds rows whose bytes are missing, blobs no row or upload references, stale temp files,
@@ -768,8 +848,13 @@ def fsck(verify: bool, repair: bool, delete_orphans: bool, drop_missing: bool, g
 
     with _open_store() as store, _Bars(_show_progress(progress)) as bars:
         report = integrity.check(
-            store, verify=verify, repair=repair, delete_orphans=delete_orphans,
-            drop_missing=drop_missing, grace=grace, progress=bars,
+            store,
+            verify=verify,
+            repair=repair,
+            delete_orphans=delete_orphans,
+            drop_missing=drop_missing,
+            grace=grace,
+            progress=bars,
         )
     if as_json:
         _echo_json(report.to_dict())
@@ -802,7 +887,7 @@ def _catalog_url() -> str:
         )
     url = settings.resolved_catalog_url()
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 
@@ -887,6 +972,7 @@ def main(args: Sequence[str] | None = None, *, standalone_mode: bool = True) -> 
     propagate and the command's return value (or exit code) is returned instead of exiting.
     """
     return cli.main(args, prog_name="chuk-admin", standalone_mode=standalone_mode)
+
 
 if __name__ == "__main__":
     main()

@@ -219,9 +219,7 @@ class Settings:
 
     @property
     def quotas(self) -> "Quotas":
-        return Quotas(
-            self.quota_user_bytes, self.quota_user_count, self.quota_sandbox_bytes, self.quota_sandbox_count
-        )
+        return Quotas(self.quota_user_bytes, self.quota_user_count, self.quota_sandbox_bytes, self.quota_sandbox_count)
 
     @property
     def session_ttl_seconds(self) -> float:

@@ -32,21 +32,48 @@ __all__ = ["StoreCore"]
 
 #: Public methods that only read the catalog: on an in-memory or WAL SQLite catalog with the
 #: built-in session provider they cannot wait on I/O (``runs_inline``).
-CATALOG_READS = frozenset({
-    "metadata", "exists", "search", "list_by_session", "get_directory_contents",
-    "validate_session", "get_session_info", "usage",
-})
+CATALOG_READS = frozenset(
+    {
+        "metadata",
+        "exists",
+        "search",
+        "list_by_session",
+        "get_directory_contents",
+        "validate_session",
+        "get_session_info",
+        "usage",
+    }
+)
 #: Public methods that read or write only the catalog and the bytes, through the write protocol.
 #: On the memory backend with an in-memory catalog every one of them is CPU work in this process.
-IN_PROCESS = CATALOG_READS | frozenset({
-    "store", "store_batch", "write_file", "retrieve", "read_file", "update_file", "update_metadata",
-    "extend_ttl", "copy_file", "move_file", "delete", "create_session", "update_session_metadata",
-    "extend_session_ttl", "delete_session",
-})
+IN_PROCESS = CATALOG_READS | frozenset(
+    {
+        "store",
+        "store_batch",
+        "write_file",
+        "retrieve",
+        "read_file",
+        "update_file",
+        "update_metadata",
+        "extend_ttl",
+        "copy_file",
+        "move_file",
+        "delete",
+        "create_session",
+        "update_session_metadata",
+        "extend_session_ttl",
+        "delete_session",
+    }
+)
 #: Lifecycle hooks the inline calls above may fire (a plugin listening may do I/O).
 _EVENTS = (
-    "artifact_stored", "artifact_updated", "artifact_deleted", "artifact_expired",
-    "session_created", "session_deleted", "access_denied",
+    "artifact_stored",
+    "artifact_updated",
+    "artifact_deleted",
+    "artifact_expired",
+    "session_created",
+    "session_deleted",
+    "access_denied",
 )
 
 
@@ -88,9 +115,7 @@ class StoreCore:
             self.blobs.close()
             raise
         self.events = Events(self)
-        self.writer = Writer(
-            settings, self.catalog, self.blobs, self.events, session_provider=self.sessions.name
-        )
+        self.writer = Writer(settings, self.catalog, self.blobs, self.events, session_provider=self.sessions.name)
         sessions_in_catalog = type(self.sessions) is CatalogSessions and self.sessions.catalog is self.catalog
         self.policy = Policy(
             settings,

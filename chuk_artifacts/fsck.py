@@ -135,8 +135,13 @@ def check(
         report.quarantine = f"{QUARANTINE_PREFIX}{stamp}/" if not delete_orphans else None
     _check_rows(store, report, verify=verify, drop_missing=drop_missing, progress=progress)
     _check_blobs(
-        store, report, grace=grace, now=started, progress=progress,
-        repair=repair or delete_orphans, delete=delete_orphans,
+        store,
+        report,
+        grace=grace,
+        now=started,
+        progress=progress,
+        repair=repair or delete_orphans,
+        delete=delete_orphans,
     )
     return report
 
@@ -145,7 +150,11 @@ def check(
 
 
 def _check_rows(
-    store: ArtifactStore, report: FsckReport, *, verify: bool, drop_missing: bool,
+    store: ArtifactStore,
+    report: FsckReport,
+    *,
+    verify: bool,
+    drop_missing: bool,
     progress: Progress | None,
 ) -> None:
     catalog = store.catalog
@@ -228,7 +237,7 @@ def _drop_row(store: ArtifactStore, row: Row) -> str | None:
 
 def _batches(keys: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(keys), _BATCH):
-        yield keys[start:start + _BATCH]
+        yield keys[start : start + _BATCH]
 
 
 def _artifact_id_of(key: str) -> str | None:
@@ -241,20 +250,23 @@ def _artifact_id_of(key: str) -> str | None:
 def _unreferenced(store: ArtifactStore, keys: list[str], parts_prefix: str) -> list[str]:
     """Those of ``keys`` (grid objects and upload parts) that nothing in the catalog names."""
     grid_keys = [k for k in keys if not k.startswith(parts_prefix)]
-    part_uploads = {k: k[len(parts_prefix):].split("/", 1)[0] for k in keys if k.startswith(parts_prefix)}
+    part_uploads = {k: k[len(parts_prefix) :].split("/", 1)[0] for k in keys if k.startswith(parts_prefix)}
     ids = [a for a in (_artifact_id_of(k) for k in grid_keys) if a is not None]
     with store.catalog.read() as conn:
         named = store.catalog.referenced_keys(conn, grid_keys, ids)
         live_uploads = store.catalog.existing_upload_ids(conn, sorted(set(part_uploads.values())))
-    return [
-        k for k in keys
-        if (k not in named if k not in part_uploads else part_uploads[k] not in live_uploads)
-    ]
+    return [k for k in keys if (k not in named if k not in part_uploads else part_uploads[k] not in live_uploads)]
 
 
 def _check_blobs(
-    store: ArtifactStore, report: FsckReport, *, grace: float, now: float,
-    progress: Progress | None, repair: bool, delete: bool,
+    store: ArtifactStore,
+    report: FsckReport,
+    *,
+    grace: float,
+    now: float,
+    progress: Progress | None,
+    repair: bool,
+    delete: bool,
 ) -> None:
     sandbox = store.sandbox_id
     parts_prefix = grid.uploads_prefix(sandbox)
@@ -285,8 +297,9 @@ def _check_blobs(
             found.append(Problem(kind, key, _artifact_id_of(key), f"{what}, {_age(orphan_age)}"))
         for problem in found:
             if repair:
-                problem.action = _repair_blob(store, problem, report, grace=grace, now=now, delete=delete,
-                                              parts_prefix=parts_prefix)
+                problem.action = _repair_blob(
+                    store, problem, report, grace=grace, now=now, delete=delete, parts_prefix=parts_prefix
+                )
             report.problems.append(problem)
         report.blobs += len(batch)
         if progress is not None:
@@ -294,8 +307,14 @@ def _check_blobs(
 
 
 def _repair_blob(
-    store: ArtifactStore, problem: Problem, report: FsckReport, *, grace: float, now: float,
-    delete: bool, parts_prefix: str,
+    store: ArtifactStore,
+    problem: Problem,
+    report: FsckReport,
+    *,
+    grace: float,
+    now: float,
+    delete: bool,
+    parts_prefix: str,
 ) -> str | None:
     """Quarantine (or delete) one orphan blob if it is old enough and still unreferenced."""
     key = problem.key

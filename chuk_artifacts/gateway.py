@@ -26,8 +26,7 @@ from .errors import (
 )
 from .interfaces import Presigner
 from .models import SignedBlob
-from .signing import HmacPresigner
-from .signing import SignatureError, content_disposition
+from .signing import HmacPresigner, SignatureError, content_disposition
 
 __all__ = ["make_app", "serve", "SignedURLStore"]
 
@@ -134,12 +133,22 @@ class Gateway:
         except ArtifactExpiredError as exc:
             status, headers, body = "410 Gone", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
         except ArtifactNotFoundError as exc:
-            status, headers, body = "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+            status, headers, body = (
+                "404 Not Found",
+                [("Content-Type", "text/plain; charset=utf-8")],
+                [str(exc).encode()],
+            )
         except InvalidArgumentError as exc:
-            status, headers, body = "400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+            status, headers, body = (
+                "400 Bad Request",
+                [("Content-Type", "text/plain; charset=utf-8")],
+                [str(exc).encode()],
+            )
         except QuotaExceededError as exc:
             status, headers, body = (
-                "413 Content Too Large", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+                "413 Content Too Large",
+                [("Content-Type", "text/plain; charset=utf-8")],
+                [str(exc).encode()],
             )
         except ArtifactStoreError as exc:
             log.warning("gateway: %s %s failed: %s", method, path, exc)
@@ -162,7 +171,7 @@ class Gateway:
             self._verify("GET" if method == "HEAD" else method, path, query)
             if method not in ("GET", "HEAD"):
                 raise _Response("405 Method Not Allowed", "", [("Allow", "GET, HEAD")])
-            return self.download(path[len("/blob/"):], method, environ)
+            return self.download(path[len("/blob/") :], method, environ)
         part = _PART.fullmatch(path)
         upload = _UPLOAD.fullmatch(path)
         if part or upload:

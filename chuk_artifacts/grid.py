@@ -16,8 +16,19 @@ from typing import Any, Collection, Iterator
 from .errors import InvalidArgumentError
 
 __all__ = [
-    "GridKey", "SCOPES", "validate_id", "make_key", "parse_grid_key", "session_prefix", "grid_prefix",
-    "staging_key", "uploads_prefix", "parts_prefix", "part_key", "arriving_part_key", "staged_key",
+    "GridKey",
+    "SCOPES",
+    "validate_id",
+    "make_key",
+    "parse_grid_key",
+    "session_prefix",
+    "grid_prefix",
+    "staging_key",
+    "uploads_prefix",
+    "parts_prefix",
+    "part_key",
+    "arriving_part_key",
+    "staged_key",
 ]
 
 SCOPES = ("session", "user", "sandbox")

@@ -56,9 +56,7 @@ def session_providers() -> list[str]:
 
 
 @hookspec(firstresult=True)
-def session_provider(
-    name: str, settings: Settings, catalog: Catalog, sandbox_id: str
-) -> SessionProvider | None:
+def session_provider(name: str, settings: Settings, catalog: Catalog, sandbox_id: str) -> SessionProvider | None:
     """Return the sessions of ``sandbox_id`` kept by provider ``name``, or ``None``.
 
     The object must satisfy ``chuk_artifacts.sessions.SessionProvider``.
@@ -139,9 +137,7 @@ def artifact_expired(store: ArtifactStore, metadata: ArtifactMetadata, caller: C
 
 
 @hookspec
-def session_created(
-    store: ArtifactStore, session_id: str, user_id: str | None, caller: Caller
-) -> None:
+def session_created(store: ArtifactStore, session_id: str, user_id: str | None, caller: Caller) -> None:
     """A session was created, explicitly or on first use by ``store(user_id=…)``.
 
     :param store: the store whose sandbox holds the session

@@ -77,7 +77,6 @@ class SessionProvider(Protocol):
         """Release connections; the store calls it once, from ``close()``."""
 
 
-
 class Presigner(Protocol):
     """Makes URLs that let a client GET an object, PUT an upload, or PUT one multipart part."""
 

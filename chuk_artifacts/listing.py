@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import grid
-from .errors import InvalidArgumentError
 from .core import StoreCore
+from .errors import InvalidArgumentError
 from .events import reports_denials
 from .models import ArtifactList, metadata_from_row
 
@@ -50,8 +50,13 @@ class ListingMethods(StoreCore):
         caller = self.policy.caller(user_id, session_id)
         with self.catalog.read() as conn:
             rows, nxt = self.catalog.find_artifacts(
-                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
-                cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
+                conn,
+                sandbox_id=self.sandbox_id,
+                now=time.time(),
+                limit=_check_limit(limit),
+                cursor=cursor,
+                session_id=session_id,
+                exclude_foreign_user_scope=caller.user_id,
             )
         return _page(rows, nxt)
 
@@ -72,9 +77,15 @@ class ListingMethods(StoreCore):
         grid.validate_text(directory_prefix, "directory_prefix")
         with self.catalog.read() as conn:
             rows, nxt = self.catalog.find_artifacts(
-                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
-                cursor=cursor, session_id=session_id, exclude_foreign_user_scope=caller.user_id,
-                filename_prefix=directory_prefix or None, order_by_filename=True,
+                conn,
+                sandbox_id=self.sandbox_id,
+                now=time.time(),
+                limit=_check_limit(limit),
+                cursor=cursor,
+                session_id=session_id,
+                exclude_foreign_user_scope=caller.user_id,
+                filename_prefix=directory_prefix or None,
+                order_by_filename=True,
             )
         return _page(rows, nxt)
 
@@ -115,8 +126,15 @@ class ListingMethods(StoreCore):
             filters["owner_id"] = caller.user_id
         with self.catalog.read() as conn:
             rows, nxt = self.catalog.find_artifacts(
-                conn, sandbox_id=self.sandbox_id, now=time.time(), limit=_check_limit(limit),
-                cursor=cursor, scope=scope, mime_prefix=mime_prefix, meta_filter=meta_filter,
-                filename_prefix=filename_prefix, **filters,
+                conn,
+                sandbox_id=self.sandbox_id,
+                now=time.time(),
+                limit=_check_limit(limit),
+                cursor=cursor,
+                scope=scope,
+                mime_prefix=mime_prefix,
+                meta_filter=meta_filter,
+                filename_prefix=filename_prefix,
+                **filters,
             )
         return _page(rows, nxt)

@@ -73,9 +73,7 @@ class MaintenanceMethods(StoreCore):
         expired = self.sessions.expired(now, _PREVIEW_SESSIONS)
         for start in range(0, len(expired), _BATCH):
             with self.catalog.read() as conn:
-                n, b = self.catalog.count_session_artifacts(
-                    conn, self.sandbox_id, expired[start:start + _BATCH], now
-                )
+                n, b = self.catalog.count_session_artifacts(conn, self.sandbox_id, expired[start : start + _BATCH], now)
             artifacts, freed = artifacts + n, freed + b
         return CleanupResult(artifacts=artifacts, sessions=len(expired), uploads=uploads, bytes=freed)
 
@@ -95,9 +93,11 @@ class MaintenanceMethods(StoreCore):
             report["session"] = {"status": "ok", "provider": self.session_provider}
         except ArtifactStoreError as exc:
             report["session"] = {"status": "error", "provider": self.session_provider, "error": str(exc)}
-        report["status"] = "ok" if all(
-            part["status"] == "ok" for part in (report["catalog"], report["storage"], report["session"])
-        ) else "error"
+        report["status"] = (
+            "ok"
+            if all(part["status"] == "ok" for part in (report["catalog"], report["storage"], report["session"]))
+            else "error"
+        )
         return report
 
     @reports_denials

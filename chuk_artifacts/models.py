@@ -268,6 +268,4 @@ def _chunk_bytes(chunk: object) -> bytes:
         return chunk
     if isinstance(chunk, (bytearray, memoryview)):
         return bytes(chunk)
-    raise InvalidArgumentError(
-        f"data_stream gave a {type(chunk).__name__}, not bytes (open files in binary mode)"
-    )
+    raise InvalidArgumentError(f"data_stream gave a {type(chunk).__name__}, not bytes (open files in binary mode)")

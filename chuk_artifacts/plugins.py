@@ -90,7 +90,9 @@ def _load(config: PluginSettings) -> None:
             if name not in available:
                 logger.warning(
                     "CHUK_ARTIFACTS_PLUGINS names %r, but no %r entry point is installed (have: %s)",
-                    name, ENTRY_POINT_GROUP, ", ".join(sorted(available)) or "none",
+                    name,
+                    ENTRY_POINT_GROUP,
+                    ", ".join(sorted(available)) or "none",
                 )
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
     pm.check_pending()

@@ -141,18 +141,14 @@ class Policy:
             verb = "modify" if write else "read"
             raise AccessDeniedError(f"access denied: cannot {verb} artifact {row['artifact_id']!r}")
 
-    def accessible(
-        self, artifact_id: str, user_id: str | None, session_id: str | None, *, write: bool = False
-    ) -> Row:
+    def accessible(self, artifact_id: str, user_id: str | None, session_id: str | None, *, write: bool = False) -> Row:
         """The live row of ``artifact_id`` if the identity may read (or ``write``) it."""
         session_row = artifact_row = UNREAD
         if session_id is not None and not self.closed and self.sessions_in_catalog:
             # The usual request of a server (an artifact, as a session): both rows in one round.
             grid.validate_id(session_id, "session_id")
             grid.validate_id(artifact_id, "artifact_id")
-            session_row, artifact_row = self.catalog.session_and_artifact(
-                self.sandbox_id, session_id, artifact_id
-            )
+            session_row, artifact_row = self.catalog.session_and_artifact(self.sandbox_id, session_id, artifact_id)
         caller = self.caller(user_id, session_id, session_row=session_row)
         row = self.load(artifact_id, row=artifact_row)
         self.require(row, caller, write=write)
@@ -216,9 +212,7 @@ class Policy:
                 "session_created", session_id=session["session_id"], user_id=session["user_id"], caller=caller
             )
         owner = caller.user_id if caller.user_id is not None else session["user_id"]
-        key = grid.make_key(
-            self.sandbox_id, scope, artifact_id, session_id=session["session_id"], user_id=owner
-        )
+        key = grid.make_key(self.sandbox_id, scope, artifact_id, session_id=session["session_id"], user_id=owner)
         return session["session_id"], owner, key
 
     def _usable_session(self, caller: Caller) -> Row:

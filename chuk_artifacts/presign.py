@@ -7,16 +7,13 @@ serves; S3-style backends presign natively (``s3.S3Presigner``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import InvalidArgumentError
 from .core import StoreCore
+from .errors import InvalidArgumentError
 from .events import reports_denials
 from .interfaces import Presigner
 from .signing import HmacPresigner
-
-if TYPE_CHECKING:
-    from .catalog import Row
 
 __all__ = ["Presigner", "HmacPresigner", "PresignMethods", "MAX_EXPIRES", "check_expires"]
 

@@ -42,8 +42,17 @@ FS_RETRIES = 2
 _BUCKET_MISSING = {"NoSuchBucket"}
 _DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's maximum
 _DENIED = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "403", "Forbidden",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidSecurity",
+    "403",
+    "Forbidden",
 }
 _BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML", "InvalidArgument"}
 
@@ -137,9 +146,18 @@ def _reason(exc: BaseException) -> str:
     if "NoCredentialsError" in names or "PartialCredentialsError" in names:
         return "no_credentials"
     unreachable = {
-        "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-        "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError", "FSTimeoutError",
-        "TimeoutError", "ConnectionRefusedError", "ConnectionResetError", "gaierror",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ClientConnectorError",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "FSTimeoutError",
+        "TimeoutError",
+        "ConnectionRefusedError",
+        "ConnectionResetError",
+        "gaierror",
     }
     if names & unreachable:
         return "endpoint_unreachable"
@@ -174,9 +192,7 @@ class S3Blobs(Blobs):
         try:
             import s3fs
         except ImportError as exc:  # pragma: no cover - the backend plugin checks first
-            raise ProviderError(
-                f"storage provider {provider!r} needs s3fs: pip install 'chuk-artifacts[s3]'"
-            ) from exc
+            raise ProviderError(f"storage provider {provider!r} needs s3fs: pip install 'chuk-artifacts[s3]'") from exc
         if not bucket:
             raise InvalidArgumentError(f"storage provider {provider!r} needs a bucket (ARTIFACT_BUCKET)")
         self.name = provider
@@ -229,9 +245,15 @@ class S3Blobs(Blobs):
             endpoint = settings.s3_endpoint_url
             key, secret = settings.aws_access_key_id, settings.aws_secret_access_key
         return cls(
-            settings.bucket, provider=provider, key=key, secret=secret, region=settings.aws_region,
-            endpoint_url=endpoint, sse=settings.s3_sse_algorithm,
-            connect_timeout=settings.s3_connect_timeout, read_timeout=settings.s3_read_timeout,
+            settings.bucket,
+            provider=provider,
+            key=key,
+            secret=secret,
+            region=settings.aws_region,
+            endpoint_url=endpoint,
+            sse=settings.s3_sse_algorithm,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
         )
 
     # -- errors ---------------------------------------------------------------------------
@@ -251,7 +273,9 @@ class S3Blobs(Blobs):
                 f"check the access key, secret and permissions ({code or 'access denied'})"
             )
         elif reason == "no_credentials":
-            message = f"no credentials for {self.name}: set the access key and secret, or configure the AWS credential chain"
+            message = (
+                f"no credentials for {self.name}: set the access key and secret, or configure the AWS credential chain"
+            )
         elif reason == "endpoint_unreachable":
             message = f"cannot reach {self.name} at {self._where}: {type(exc).__name__}: {exc}"
         else:
@@ -389,7 +413,7 @@ class S3Blobs(Blobs):
         DELETE per key: cleanup of many expired artifacts is bound by round trips. Keys that
         are already gone count as deleted (S3 answers so); any per-key error is raised."""
         for start in range(0, len(keys), _DELETE_BATCH):
-            batch = keys[start:start + _DELETE_BATCH]
+            batch = keys[start : start + _DELETE_BATCH]
             with self._errors("delete", batch[0], missing_ok=False):
                 out = self.fs.call_s3(
                     "delete_objects",
@@ -424,7 +448,10 @@ class S3Blobs(Blobs):
         listed = [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]
         try:
             self.fs.call_s3(
-                "complete_multipart_upload", Bucket=self.bucket, Key=key, UploadId=backend_upload_id,
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=backend_upload_id,
                 MultipartUpload={"Parts": listed},
             )
         except Exception as exc:
@@ -467,8 +494,11 @@ class S3Blobs(Blobs):
                 from botocore.config import Config
 
                 self._presign_client = _session("sync").client(
-                    "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                    config=Config(**self._config), **{k: v for k, v in self._credentials.items() if v},
+                    "s3",
+                    endpoint_url=self.endpoint_url,
+                    region_name=self.region,
+                    config=Config(**self._config),
+                    **{k: v for k, v in self._credentials.items() if v},
                 )
             return self._presign_client
 
@@ -523,9 +553,7 @@ class S3Presigner:
         )
 
     def upload_url(self, upload: "Row", expires: int) -> str:
-        return self.blobs.presign(
-            "put_object", {"Key": staged_key(upload["sandbox_id"], upload["upload_id"])}, expires
-        )
+        return self.blobs.presign("put_object", {"Key": staged_key(upload["sandbox_id"], upload["upload_id"])}, expires)
 
     def part_url(self, upload: "Row", part_number: int, expires: int) -> str:
         if not upload.get("backend_upload_id"):

@@ -16,8 +16,8 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Table,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -102,9 +102,7 @@ class ArtifactMetaRow(Base):
 
     __tablename__ = "artifact_meta"
 
-    row_id: Mapped[int] = mapped_column(
-        RowId, ForeignKey("artifacts.row_id", ondelete="CASCADE"), primary_key=True
-    )
+    row_id: Mapped[int] = mapped_column(RowId, ForeignKey("artifacts.row_id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(String(300))
 

@@ -99,9 +99,7 @@ class SessionMethods(StoreCore):
         return row
 
     @reports_denials
-    def update_session_metadata(
-        self, session_id: str, metadata: dict[str, Any], *, user_id: str | None = None
-    ) -> bool:
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any], *, user_id: str | None = None) -> bool:
         """Merge ``metadata`` into the session's custom metadata."""
         row = self._live_own_session(session_id, user_id)
         metadata = validate_meta(metadata, self.settings.max_meta_bytes)
@@ -109,9 +107,7 @@ class SessionMethods(StoreCore):
         return self.sessions.update(session_id, {"meta": merged, "last_accessed_at": time.time()})
 
     @reports_denials
-    def extend_session_ttl(
-        self, session_id: str, additional_hours: float, *, user_id: str | None = None
-    ) -> bool:
+    def extend_session_ttl(self, session_id: str, additional_hours: float, *, user_id: str | None = None) -> bool:
         """Push the session's expiry back by ``additional_hours``."""
         hours = _check_hours(additional_hours, "additional_hours")
         row = self._live_own_session(session_id, user_id)

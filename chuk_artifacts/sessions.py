@@ -110,6 +110,7 @@ class CatalogSessions(SessionRules):
     """Sessions of one sandbox, kept in the catalog (the built-in ``catalog`` provider)."""
 
     name = "catalog"
+
     def __init__(self, catalog: Catalog, sandbox_id: str, ttl_seconds: float) -> None:
         from sqlalchemy.exc import IntegrityError
 

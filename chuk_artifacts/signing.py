@@ -65,7 +65,7 @@ def content_disposition(filename: str | None) -> str:
     (``ResponseContentDisposition``).
     """
     name = (filename or "download").rsplit("/", 1)[-1] or "download"
-    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:200]
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 

@@ -135,8 +135,14 @@ class ArtifactStore(
         data = _as_bytes(data)
         caller = self.policy.caller(user_id, session_id)
         row = self.policy.new_row(
-            data=data, mime=mime, summary=summary, meta=meta, filename=filename,
-            ttl=ttl, scope=scope, caller=caller,
+            data=data,
+            mime=mime,
+            summary=summary,
+            meta=meta,
+            filename=filename,
+            ttl=ttl,
+            scope=scope,
+            caller=caller,
         )
         self.writer.create([row], [data])
         self.events.artifacts("artifact_stored", [row], caller)
@@ -172,9 +178,14 @@ class ArtifactStore(
                 data = _as_bytes(item["data"])
                 rows.append(
                     self.policy.new_row(
-                        data=data, mime=item["mime"], summary=item.get("summary", ""),
-                        meta=item.get("meta"), filename=item.get("filename"),
-                        ttl=item.get("ttl", ttl), scope=scope, caller=caller,
+                        data=data,
+                        mime=item["mime"],
+                        summary=item.get("summary", ""),
+                        meta=item.get("meta"),
+                        filename=item.get("filename"),
+                        ttl=item.get("ttl", ttl),
+                        scope=scope,
+                        caller=caller,
                         like=rows[0] if rows else None,
                     )
                 )
@@ -217,21 +228,32 @@ class ArtifactStore(
             data = _as_bytes(content)
         if overwrite_artifact_id is not None:
             self.update_file(
-                overwrite_artifact_id, data=data, mime=mime, summary=summary or None,
-                meta=meta, filename=filename, user_id=user_id, session_id=session_id,
+                overwrite_artifact_id,
+                data=data,
+                mime=mime,
+                summary=summary or None,
+                meta=meta,
+                filename=filename,
+                user_id=user_id,
+                session_id=session_id,
             )
             return overwrite_artifact_id
         return self.store(
-            data, mime=mime or "text/plain", summary=summary, meta=meta, filename=filename,
-            session_id=session_id, user_id=user_id, ttl=ttl, scope=scope,
+            data,
+            mime=mime or "text/plain",
+            summary=summary,
+            meta=meta,
+            filename=filename,
+            session_id=session_id,
+            user_id=user_id,
+            ttl=ttl,
+            scope=scope,
         )
 
     # -- reading --------------------------------------------------------------------------
 
     @reports_denials
-    def retrieve(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bytes:
+    def retrieve(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bytes:
         """The artifact's bytes."""
         row = self.policy.accessible(artifact_id, user_id, session_id)
         for _ in range(5):
@@ -252,9 +274,7 @@ class ArtifactStore(
             if current["version"] == row["version"]:
                 break
             row = current
-        raise ArtifactCorruptedError(
-            f"artifact {artifact_id!r}: stored bytes do not match the catalog's size/sha256"
-        )
+        raise ArtifactCorruptedError(f"artifact {artifact_id!r}: stored bytes do not match the catalog's size/sha256")
 
     @reports_denials
     def read_file(
@@ -283,9 +303,7 @@ class ArtifactStore(
         return metadata_from_row(self.policy.accessible(artifact_id, user_id, session_id))
 
     @reports_denials
-    def exists(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bool:
+    def exists(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
         """``True`` if the artifact exists and has not expired (access is still checked)."""
         try:
             self.policy.accessible(artifact_id, user_id, session_id)
@@ -388,8 +406,10 @@ class ArtifactStore(
         session_id: str | None = None,
     ) -> ArtifactMetadata:
         """Push the expiry back by ``additional_seconds`` (no effect on artifacts that never expire)."""
-        if isinstance(additional_seconds, bool) or not isinstance(additional_seconds, int) or not (
-            0 < additional_seconds <= MAX_TTL
+        if (
+            isinstance(additional_seconds, bool)
+            or not isinstance(additional_seconds, int)
+            or not (0 < additional_seconds <= MAX_TTL)
         ):
             raise InvalidArgumentError(f"additional_seconds must be an integer from 1 to {MAX_TTL}")
 
@@ -501,9 +521,7 @@ class ArtifactStore(
         return metadata_from_row(self._update(artifact_id, user_id, session_id, change))
 
     @reports_denials
-    def delete(
-        self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None
-    ) -> bool:
+    def delete(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
         """Delete the artifact's bytes and row. ``False`` if there was nothing to delete."""
         caller = self.policy.caller(user_id, session_id)
         try:
@@ -534,8 +552,15 @@ class ArtifactStore(
         row = self.policy.row_for_key(key)
 
         def read(start: int, end: int, chunk_size: int) -> Iterator[bytes]:
-            return read_range(self.blobs, row, start, end, chunk_size, verify_reads=self.settings.verify_reads,
-                              missing=self.policy.missing_bytes)
+            return read_range(
+                self.blobs,
+                row,
+                start,
+                end,
+                chunk_size,
+                verify_reads=self.settings.verify_reads,
+                missing=self.policy.missing_bytes,
+            )
 
         return SignedBlob(metadata_from_row(row), read)
 

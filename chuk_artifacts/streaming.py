@@ -65,14 +65,22 @@ class StreamingMethods(StoreCore):
             raise InvalidArgumentError("content_length must be a non-negative integer")
         caller = self.policy.caller(request.user_id, request.session_id)
         row = self.policy.new_row(
-            data=None, mime=request.mime, summary=request.summary, meta=request.meta,
-            filename=request.filename, ttl=request.ttl, scope=request.scope, caller=caller,
+            data=None,
+            mime=request.mime,
+            summary=request.summary,
+            meta=request.meta,
+            filename=request.filename,
+            ttl=request.ttl,
+            scope=request.scope,
+            caller=caller,
         )
 
         def fill(target: IO[bytes]) -> tuple[int, str]:
             size, sha256 = copy_stream(
-                chunks_of(request.data_stream, chunk_size), target,
-                total=expected, progress=request.progress_callback,
+                chunks_of(request.data_stream, chunk_size),
+                target,
+                total=expected,
+                progress=request.progress_callback,
             )
             if expected is not None and size != expected:
                 raise InvalidArgumentError(f"stream ended after {size} bytes but content_length is {expected}")
@@ -93,8 +101,14 @@ class StreamingMethods(StoreCore):
         row = self.policy.accessible(request.artifact_id, request.user_id, request.session_id)
         start, end = resolve_range(row["bytes"], request.start, request.end)
         return read_range(
-            self.blobs, row, start, end, chunk_size, verify_reads=self.settings.verify_reads,
-            missing=self.policy.missing_bytes, progress=request.progress_callback,
+            self.blobs,
+            row,
+            start,
+            end,
+            chunk_size,
+            verify_reads=self.settings.verify_reads,
+            missing=self.policy.missing_bytes,
+            progress=request.progress_callback,
         )
 
 

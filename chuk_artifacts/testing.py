@@ -212,8 +212,9 @@ class BackendConformance(_KitFixtures):
     def test_streamed_upload_and_download_round_trip(self, store: ArtifactStore) -> None:
         data = bytes(range(256)) * 4096  # 1 MiB
         aid = store.stream_upload(
-            StreamUploadRequest(data_stream=io.BytesIO(data), mime="application/octet-stream",
-                                user_id="alice", chunk_size=65536)
+            StreamUploadRequest(
+                data_stream=io.BytesIO(data), mime="application/octet-stream", user_id="alice", chunk_size=65536
+            )
         )
         chunks = list(store.stream_download(StreamDownloadRequest(artifact_id=aid, chunk_size=100_000)))
         assert b"".join(chunks) == data

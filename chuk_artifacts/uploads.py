@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from . import grid
 from .access import Caller, can_write
+from .core import StoreCore
 from .errors import (
     AccessDeniedError,
     ArtifactCorruptedError,
@@ -23,18 +24,17 @@ from .errors import (
     InvalidArgumentError,
     ProviderError,
 )
+from .events import reports_denials
 from .models import (
     _DEFAULT,
-    Ttl,
     MultipartUploadCompleteRequest,
     MultipartUploadInitRequest,
-    check_request,
     MultipartUploadPart,
-    iso,
+    Ttl,
+    check_request,
     chunks_of,
+    iso,
 )
-from .core import StoreCore
-from .events import reports_denials
 from .presign import check_expires
 from .streaming import copy_stream
 from .writes import hash_blob
@@ -71,8 +71,14 @@ class UploadMethods(StoreCore):
         state: str = "open",
     ) -> dict[str, Any]:
         row = self.policy.new_row(
-            data=None, mime=mime, summary=summary, meta=meta, filename=filename,
-            ttl=ttl, scope=scope, caller=caller,
+            data=None,
+            mime=mime,
+            summary=summary,
+            meta=meta,
+            filename=filename,
+            ttl=ttl,
+            scope=scope,
+            caller=caller,
         )
         now = time.time()
         upload = {
@@ -82,10 +88,22 @@ class UploadMethods(StoreCore):
             "created_at": now,
             "expires_at": now + lifetime,
             "backend_upload_id": None,
-            **{k: row[k] for k in (
-                "artifact_id", "sandbox_id", "scope", "session_id", "owner_id", "key",
-                "filename", "mime", "summary", "meta", "ttl",
-            )},
+            **{
+                k: row[k]
+                for k in (
+                    "artifact_id",
+                    "sandbox_id",
+                    "scope",
+                    "session_id",
+                    "owner_id",
+                    "key",
+                    "filename",
+                    "mime",
+                    "summary",
+                    "meta",
+                    "ttl",
+                )
+            },
         }
         if kind == "multipart" and self.blobs.native_multipart:  # the backend keeps the parts
             upload["backend_upload_id"] = self.blobs.create_multipart(upload["key"], upload["mime"])
@@ -139,8 +157,15 @@ class UploadMethods(StoreCore):
         expires = check_expires(expires)
         caller = self.policy.caller(user_id, session_id)
         upload = self._open_upload(
-            "presigned", caller=caller, scope=scope, filename=filename, mime=mime_type,
-            summary=summary, meta=meta, ttl=ttl, lifetime=expires + self.settings.upload_ttl,
+            "presigned",
+            caller=caller,
+            scope=scope,
+            filename=filename,
+            mime=mime_type,
+            summary=summary,
+            meta=meta,
+            ttl=ttl,
+            lifetime=expires + self.settings.upload_ttl,
         )
         return self.presigner.upload_url(upload, expires), upload["artifact_id"]
 
@@ -163,8 +188,16 @@ class UploadMethods(StoreCore):
         expires = check_expires(expires)
         caller = self.policy.caller(user_id, session_id)
         upload = self._open_upload(
-            "presigned", caller=caller, scope=scope, filename=filename, mime=mime, summary=summary,
-            meta=meta, ttl=ttl, lifetime=expires + self.settings.upload_ttl, state="auto_register",
+            "presigned",
+            caller=caller,
+            scope=scope,
+            filename=filename,
+            mime=mime,
+            summary=summary,
+            meta=meta,
+            ttl=ttl,
+            lifetime=expires + self.settings.upload_ttl,
+            state="auto_register",
         )
         return self.presigner.upload_url(upload, expires), upload["artifact_id"]
 
@@ -205,9 +238,7 @@ class UploadMethods(StoreCore):
             try:
                 size, sha256 = self.writer.arrived_bytes(upload)
             except FileNotFoundError:
-                raise ArtifactNotFoundError(
-                    f"nothing has been uploaded yet for artifact {artifact_id!r}"
-                ) from None
+                raise ArtifactNotFoundError(f"nothing has been uploaded yet for artifact {artifact_id!r}") from None
             if "ttl" in changes and changes["ttl"] is None:
                 upload = {**upload, "ttl": None}
             registered = self.writer.commit_upload(upload, size, sha256, caller, **changes)
@@ -238,8 +269,14 @@ class UploadMethods(StoreCore):
         check_request(request, MultipartUploadInitRequest, "initiate_multipart_upload")
         caller = self.policy.caller(request.user_id, request.session_id)
         upload = self._open_upload(
-            "multipart", caller=caller, scope=request.scope, filename=request.filename,
-            mime=request.mime_type, summary=request.summary, meta=request.meta, ttl=request.ttl,
+            "multipart",
+            caller=caller,
+            scope=request.scope,
+            filename=request.filename,
+            mime=request.mime_type,
+            summary=request.summary,
+            meta=request.meta,
+            ttl=request.ttl,
             lifetime=self.settings.upload_ttl,
         )
         return {
@@ -291,8 +328,13 @@ class UploadMethods(StoreCore):
                 replaced = self.catalog.get_parts(conn, upload_id).get(part_number)
                 self.catalog.put_part(
                     conn,
-                    {"upload_id": upload_id, "part_number": part_number, "etag": etag,
-                     "size": size, "created_at": time.time()},
+                    {
+                        "upload_id": upload_id,
+                        "part_number": part_number,
+                        "etag": etag,
+                        "size": size,
+                        "created_at": time.time(),
+                    },
                 )
         if not still_open:  # completed or aborted while this part arrived: leave no orphan
             self.writer.delete_upload_blobs(upload_id)

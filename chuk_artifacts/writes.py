@@ -135,9 +135,7 @@ class Writer:
             raise
         self.commit_written(rows)
 
-    def create_streamed(
-        self, row: Row, fill: Callable[[IO[bytes]], tuple[int, str]], *, expected: int = 0
-    ) -> None:
+    def create_streamed(self, row: Row, fill: Callable[[IO[bytes]], tuple[int, str]], *, expected: int = 0) -> None:
         """A new artifact whose bytes ``fill(target)`` streams in, returning (size, sha256)."""
         self.begin([row["key"]], owner_id=row["owner_id"], nbytes=expected)
         try:
@@ -148,9 +146,7 @@ class Writer:
             raise
         self.commit_written([row])
 
-    def begin(
-        self, keys: list[str], *, owner_id: str | None = None, nbytes: int = 0, count: int | None = None
-    ) -> None:
+    def begin(self, keys: list[str], *, owner_id: str | None = None, nbytes: int = 0, count: int | None = None) -> None:
         """Record intents for ``keys`` before any byte is written. With quotas on, a write that
         could not fit (``nbytes`` more, ``count`` more artifacts: one per key unless given) is
         refused here, before its bytes are sent anywhere."""
@@ -189,9 +185,7 @@ class Writer:
                     if intents:
                         keys = [r["key"] for r in rows]
                         if self.catalog.claim_intents(tx, keys) != len(keys):
-                            raise ProviderError(
-                                "the write outlived the upload window and cleanup gave it up; retry"
-                            )
+                            raise ProviderError("the write outlived the upload window and cleanup gave it up; retry")
                     self._charge_rows(tx, rows)
                     for row in rows:
                         self.catalog.insert_artifact(tx, row)
@@ -371,16 +365,26 @@ class Writer:
                 self.catalog.set_upload_state(conn, upload["upload_id"], "completing", upload["state"])
             raise
 
-    def commit_upload(
-        self, upload: Row, size: int, sha256: str, caller: Caller | None = None, **changes: Any
-    ) -> str:
+    def commit_upload(self, upload: Row, size: int, sha256: str, caller: Caller | None = None, **changes: Any) -> str:
         """Insert the artifact row for an upload whose bytes sit at its key; drop the upload."""
         now = time.time()
         row = {
-            **{k: upload[k] for k in (
-                "artifact_id", "sandbox_id", "scope", "session_id", "owner_id", "key",
-                "filename", "mime", "summary", "meta", "ttl",
-            )},
+            **{
+                k: upload[k]
+                for k in (
+                    "artifact_id",
+                    "sandbox_id",
+                    "scope",
+                    "session_id",
+                    "owner_id",
+                    "key",
+                    "filename",
+                    "mime",
+                    "summary",
+                    "meta",
+                    "ttl",
+                )
+            },
             **{k: v for k, v in changes.items() if v is not None},
             "bytes": size,
             "sha256": sha256,

@@ -34,9 +34,7 @@ def main(root: str = "./artifacts") -> None:
             scope="user",
             meta={"kind": "report", "quarter": "Q3"},
         )
-        note_id = alice.write_file(
-            "remember to check the costs", filename="notes/todo.txt", summary="Scratch note"
-        )
+        note_id = alice.write_file("remember to check the costs", filename="notes/todo.txt", summary="Scratch note")
         report = alice.metadata(report_id)
         note = alice.metadata(note_id)
         print("1. stored two artifacts for alice")

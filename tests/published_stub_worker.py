@@ -21,8 +21,16 @@ def main() -> int:
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
 
-    send({"ready": True, "package": "chuk-artifacts", "version": "stub", "module": __file__,
-          "python": sys.version.split()[0], "backend": config["backend"]})
+    send(
+        {
+            "ready": True,
+            "package": "chuk-artifacts",
+            "version": "stub",
+            "module": __file__,
+            "python": sys.version.split()[0],
+            "backend": config["backend"],
+        }
+    )
     for line in sys.stdin:
         request = json.loads(line)
         op = request.pop("op")
@@ -32,7 +40,12 @@ def main() -> int:
             return 0
         if op == "after":
             send({"ok": True})
-        elif op == "run" and request.get("case") in RUN_CASES and request.get("mode", "sequential") in ("sequential", "concurrent") and n >= 1:
+        elif (
+            op == "run"
+            and request.get("case") in RUN_CASES
+            and request.get("mode", "sequential") in ("sequential", "concurrent")
+            and n >= 1
+        ):
             send({"ok": True, "seconds": 1e-4 * n})
         elif op == "query" and request.get("case") in QUERY_CASES and n >= 1:
             send({"ok": True, "seconds": 1e-3 * n, "rows": 20})

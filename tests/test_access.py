@@ -46,14 +46,21 @@ class World:
         """Another artifact of ``scope`` owned as the world's artifact of that scope is."""
         where = {} if scope == "sandbox" else {"session_id": self.sessions["alice1"]}
         return self.store.store(
-            f"{scope}-bytes".encode(), mime="text/plain", meta={"k": 1}, scope=scope,
-            filename=filename, ttl=3600 if scope != "session" else 900, **where,
+            f"{scope}-bytes".encode(),
+            mime="text/plain",
+            meta={"k": 1},
+            scope=scope,
+            filename=filename,
+            ttl=3600 if scope != "session" else 900,
+            **where,
         )
 
     def snapshot(self) -> tuple[Any, ...]:
         """Everything a call could change, read as admin."""
         st = self.store
-        metas = tuple(sorted((m.artifact_id, tuple(sorted(m.to_dict().items(), key=str))) for m in st.search(limit=1000)))
+        metas = tuple(
+            sorted((m.artifact_id, tuple(sorted(m.to_dict().items(), key=str))) for m in st.search(limit=1000))
+        )
         blobs = tuple((k, st.blobs.get(k)) for k in sorted(st.blobs.keys()))
         return metas, blobs
 
@@ -70,7 +77,9 @@ def build_world(store: ArtifactStore, *, with_artifacts: bool = True) -> World:
     common = {"mime": "text/plain", "meta": {"k": 1}}
     artifacts = {
         "session": store.store(b"session-bytes", session_id=sessions["alice1"], filename="docs/s.txt", **common),
-        "user": store.store(b"user-bytes", session_id=sessions["alice1"], scope="user", filename="docs/u.txt", ttl=3600, **common),
+        "user": store.store(
+            b"user-bytes", session_id=sessions["alice1"], scope="user", filename="docs/u.txt", ttl=3600, **common
+        ),
         "sandbox": store.store(b"sandbox-bytes", scope="sandbox", filename="docs/x.txt", ttl=3600, **common),
     }
     return World(store, sessions, artifacts)
@@ -312,7 +321,8 @@ def test_search_returns_only_artifacts_the_caller_may_read(world):
 def test_search_as_the_owner_finds_the_owners_artifacts(world):
     assert ids(world.store.search(user_id="alice")) == {world.artifacts["session"], world.artifacts["user"]}
     assert ids(world.store.search(session_id=world.sessions["alice1"])) == {
-        world.artifacts["session"], world.artifacts["user"],
+        world.artifacts["session"],
+        world.artifacts["user"],
     }
     assert ids(world.store.search(user_id="alice", scope="sandbox")) == {world.artifacts["sandbox"]}
 

@@ -35,6 +35,7 @@ from chuk_artifacts import (
     StreamUploadRequest,
 )
 from chuk_artifacts.aio import ASYNC_METHODS
+
 from snapshots import snapshot  # type: ignore[import-not-found]
 
 SCOPES = ("session", "user", "sandbox")
@@ -91,17 +92,25 @@ class World:
 
 
 def build_world(store: ArtifactStore) -> World:
-    w = World(store, {
-        "alice1": store.create_session(user_id="alice"),
-        "alice2": store.create_session(user_id="alice"),
-        "bob": store.create_session(user_id="bob"),
-        "anon": store.create_session(),
-    })
+    w = World(
+        store,
+        {
+            "alice1": store.create_session(user_id="alice"),
+            "alice2": store.create_session(user_id="alice"),
+            "bob": store.create_session(user_id="bob"),
+            "anon": store.create_session(),
+        },
+    )
     for scope in SCOPES:
         owner = w.owner(scope)
         w.artifacts[scope] = store.store(
-            f"{scope} secret".encode(), mime="text/plain", scope=scope, filename=f"docs/{scope}.txt",
-            meta={"scope": scope}, ttl=3600, **owner,
+            f"{scope} secret".encode(),
+            mime="text/plain",
+            scope=scope,
+            filename=f"docs/{scope}.txt",
+            meta={"scope": scope},
+            ttl=3600,
+            **owner,
         )
         _, w.uploads[scope] = store.presign_upload(scope=scope, filename=f"{scope}.bin", **owner)
         upload = _upload_row(store, w.uploads[scope])
@@ -146,28 +155,56 @@ WALK: dict[str, tuple[str, Call]] = {
     "presign_short": ("read", lambda api, w, aid, i: api.presign_short(aid, **i)),
     "presign_medium": ("read", lambda api, w, aid, i: api.presign_medium(aid, **i)),
     "presign_long": ("read", lambda api, w, aid, i: api.presign_long(aid, **i)),
-    "stream_download": ("read", lambda api, w, aid, i: list(api.stream_download(StreamDownloadRequest(artifact_id=aid, **i)))),
+    "stream_download": (
+        "read",
+        lambda api, w, aid, i: list(api.stream_download(StreamDownloadRequest(artifact_id=aid, **i))),
+    ),
     # writes
     "update_file": ("write", lambda api, w, aid, i: api.update_file(aid, data=b"evil", meta={"evil": 1}, **i)),
-    "update_metadata": ("write", lambda api, w, aid, i: api.update_metadata(aid, summary="evil", meta={"evil": 1}, **i)),
+    "update_metadata": (
+        "write",
+        lambda api, w, aid, i: api.update_metadata(aid, summary="evil", meta={"evil": 1}, **i),
+    ),
     "extend_ttl": ("write", lambda api, w, aid, i: api.extend_ttl(aid, 100, **i)),
     "copy_file": ("write", lambda api, w, aid, i: api.copy_file(aid, new_filename="stolen.txt", **i)),
     "move_file": ("write", lambda api, w, aid, i: api.move_file(aid, new_filename="moved.txt", **i)),
     "delete": ("write", lambda api, w, aid, i: api.delete(aid, **i)),
-    "write_file": ("write", lambda api, w, aid, i: api.write_file("evil", filename="e.txt", overwrite_artifact_id=aid, **i)),
+    "write_file": (
+        "write",
+        lambda api, w, aid, i: api.write_file("evil", filename="e.txt", overwrite_artifact_id=aid, **i),
+    ),
     # creating something in a place the caller does not own
     "store": ("create", lambda api, w, scope, i: api.store(b"evil", mime="text/plain", **i)),
     "store_batch": ("create", lambda api, w, scope, i: api.store_batch([{"data": b"evil", "mime": "text/plain"}], **i)),
-    "stream_upload": ("create", lambda api, w, scope, i: api.stream_upload(StreamUploadRequest([b"evil"], mime="text/plain", **i))),
+    "stream_upload": (
+        "create",
+        lambda api, w, scope, i: api.stream_upload(StreamUploadRequest([b"evil"], mime="text/plain", **i)),
+    ),
     "presign_upload": ("create", lambda api, w, scope, i: api.presign_upload(filename="e.bin", **i)),
-    "presign_upload_and_register": ("create", lambda api, w, scope, i: api.presign_upload_and_register(mime="text/plain", **i)),
-    "initiate_multipart_upload": ("create", lambda api, w, scope, i: api.initiate_multipart_upload(
-        MultipartUploadInitRequest(filename="e.bin", mime_type="text/plain", **i))),
+    "presign_upload_and_register": (
+        "create",
+        lambda api, w, scope, i: api.presign_upload_and_register(mime="text/plain", **i),
+    ),
+    "initiate_multipart_upload": (
+        "create",
+        lambda api, w, scope, i: api.initiate_multipart_upload(
+            MultipartUploadInitRequest(filename="e.bin", mime_type="text/plain", **i)
+        ),
+    ),
     # someone else's uploads
-    "register_uploaded_artifact": ("upload", lambda api, w, scope, i: api.register_uploaded_artifact(w.uploads[scope], **i)),
+    "register_uploaded_artifact": (
+        "upload",
+        lambda api, w, scope, i: api.register_uploaded_artifact(w.uploads[scope], **i),
+    ),
     "get_part_upload_url": ("upload", lambda api, w, scope, i: api.get_part_upload_url(_mp(w, scope), 2, **i)),
-    "complete_multipart_upload": ("upload", lambda api, w, scope, i: api.complete_multipart_upload(
-        MultipartUploadCompleteRequest(upload_id=_mp(w, scope), parts=[{"PartNumber": 1, "ETag": _etag(w, scope)}], **i))),
+    "complete_multipart_upload": (
+        "upload",
+        lambda api, w, scope, i: api.complete_multipart_upload(
+            MultipartUploadCompleteRequest(
+                upload_id=_mp(w, scope), parts=[{"PartNumber": 1, "ETag": _etag(w, scope)}], **i
+            )
+        ),
+    ),
     "abort_multipart_upload": ("upload", lambda api, w, scope, i: api.abort_multipart_upload(_mp(w, scope), **i)),
     # someone else's session (or its listing), named with another user
     "list_by_session": ("session", lambda api, w, sid, i: api.list_by_session(sid, **i)),
@@ -180,10 +217,18 @@ WALK: dict[str, tuple[str, Call]] = {
     "validate_session": ("session", lambda api, w, sid, i: api.validate_session(sid, **i)),
     "create_session": ("session", lambda api, w, sid, i: api.create_session(session_id=sid, **i)),
     # identity-bound views acting for the wrong identity (or naming another one)
-    "as_user": ("write", lambda api, w, aid, i: _view_call(api.as_user(i["user_id"]) if "user_id" in i
-                                                          else api.as_session(i["session_id"]), aid)),
-    "as_session": ("write", lambda api, w, aid, i: _view_call(api.as_session(i["session_id"]) if "session_id" in i
-                                                             else api.as_user(i["user_id"]), aid)),
+    "as_user": (
+        "write",
+        lambda api, w, aid, i: _view_call(
+            api.as_user(i["user_id"]) if "user_id" in i else api.as_session(i["session_id"]), aid
+        ),
+    ),
+    "as_session": (
+        "write",
+        lambda api, w, aid, i: _view_call(
+            api.as_session(i["session_id"]) if "session_id" in i else api.as_user(i["user_id"]), aid
+        ),
+    ),
 }
 
 #: Refusals other than ``AccessDeniedError``, as documented.
@@ -245,7 +290,8 @@ def cases(w: World, method: str) -> list[tuple[str, str, dict]]:
 
 def public_methods() -> set[str]:
     return {
-        name for name in dir(ArtifactStore)
+        name
+        for name in dir(ArtifactStore)
         if not name.startswith("_") and inspect.isfunction(inspect.getattr_static(ArtifactStore, name))
     }
 
@@ -285,8 +331,10 @@ class ViaAsync:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._astore, name)
         if name == "stream_download":
+
             async def collect(request: Any) -> list[bytes]:
                 return [chunk async for chunk in attr(request)]
+
             return lambda request: asyncio.run(collect(request))
         if name in ("as_user", "as_session", "as_admin"):
             return lambda *a, **k: ViaAsync(attr(*a, **k))
@@ -343,9 +391,19 @@ def test_the_async_facade_refuses_the_same_and_changes_nothing(make_store, metho
 def test_every_public_method_that_does_io_is_awaitable_on_the_async_facade():
     """The facade threads every public method that touches the catalog or the bytes, so no
     call (``usage`` included) can block the event loop or fail to be awaited."""
-    sync_only = {"parse_grid_key", "get_canonical_prefix", "generate_artifact_key", "as_user", "as_session",
-                 "as_admin", "stream_download", "runs_inline",  # stream_download returns an async iterator
-                 "signed_blob", "receive_upload", "receive_part"}  # what a (sync) gateway calls
+    sync_only = {
+        "parse_grid_key",
+        "get_canonical_prefix",
+        "generate_artifact_key",
+        "as_user",
+        "as_session",
+        "as_admin",
+        "stream_download",
+        "runs_inline",  # stream_download returns an async iterator
+        "signed_blob",
+        "receive_upload",
+        "receive_part",
+    }  # what a (sync) gateway calls
     for name in public_methods() - sync_only:
         assert inspect.iscoroutinefunction(getattr(AsyncArtifactStore, name, None)), name
     assert set(ASYNC_METHODS) <= public_methods()
@@ -354,8 +412,12 @@ def test_every_public_method_that_does_io_is_awaitable_on_the_async_facade():
         async with AsyncArtifactStore() as astore:
             aid = await astore.store(b"x", mime="text/plain", user_id="alice", scope="user")
             # every threaded method that needs no target, awaited for real
-            return [await astore.get_stats(), await astore.validate_configuration(), await astore.metadata(aid),
-                    *([await astore.usage(user_id="alice")] if "usage" in ASYNC_METHODS else [])]
+            return [
+                await astore.get_stats(),
+                await astore.validate_configuration(),
+                await astore.metadata(aid),
+                *([await astore.usage(user_id="alice")] if "usage" in ASYNC_METHODS else []),
+            ]
 
     assert len(asyncio.run(main())) >= 3
 

@@ -23,8 +23,13 @@ from chuk_artifacts.models import _DEFAULT
 #: Deliberately plain (not coroutine) methods of the facade: views, helpers without I/O, and
 #: ``stream_download``, which returns an async iterator.
 NOT_COROUTINES = {
-    "as_user", "as_session", "as_admin",
-    "parse_grid_key", "get_canonical_prefix", "generate_artifact_key", "runs_inline",
+    "as_user",
+    "as_session",
+    "as_admin",
+    "parse_grid_key",
+    "get_canonical_prefix",
+    "generate_artifact_key",
+    "runs_inline",
     "stream_download",
 }
 #: Return annotations that differ on purpose: views wrap the sync view, downloads iterate async.
@@ -107,9 +112,7 @@ def test_the_mirror_check_notices_a_sync_method_the_facade_lacks():
 def test_async_methods_are_the_awaited_sync_methods_and_share_the_ttl_sentinel():
     sync = public_methods(ArtifactStore)
     assert set(ASYNC_METHODS) <= set(sync)
-    assert set(ASYNC_METHODS) == {
-        n for n in sync if n not in NOT_COROUTINES | SYNC_ONLY | {"close", "stream_upload"}
-    }
+    assert set(ASYNC_METHODS) == {n for n in sync if n not in NOT_COROUTINES | SYNC_ONLY | {"close", "stream_upload"}}
     with_ttl = [n for n in ASYNC_METHODS if "ttl" in inspect.signature(getattr(AsyncArtifactStore, n)).parameters]
     assert with_ttl  # store, write_file, update_file, …
     for name in with_ttl:
@@ -207,8 +210,7 @@ def test_every_async_method_forwards_its_arguments_unchanged_to_the_same_sync_me
         assert bound.arguments["ttl"] is _DEFAULT
 
 
-@pytest.mark.parametrize("inline", [set(), {"metadata", "exists"}, set(ASYNC_METHODS)],
-                         ids=["none", "some", "all"])
+@pytest.mark.parametrize("inline", [set(), {"metadata", "exists"}, set(ASYNC_METHODS)], ids=["none", "some", "all"])
 def test_inline_names_run_on_the_loop_thread_and_others_in_a_worker(inline):
     fake = FakeSync(inline)
     facade = AsyncArtifactStore(sync_store=fake)
@@ -264,8 +266,11 @@ def test_the_facade_reports_the_sync_stores_runs_inline():
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "threaded"])
-@pytest.mark.parametrize("error", [ArtifactNotFoundError("nope"), KeyboardInterrupt(), ValueError("x")],
-                         ids=["store-error", "base-exception", "other"])
+@pytest.mark.parametrize(
+    "error",
+    [ArtifactNotFoundError("nope"), KeyboardInterrupt(), ValueError("x")],
+    ids=["store-error", "base-exception", "other"],
+)
 def test_an_exception_raised_by_the_sync_method_arrives_unchanged(inline, error):
     fake = FakeSync({"metadata"} if inline else set(), fail=error)
     facade = AsyncArtifactStore(sync_store=fake)
@@ -342,5 +347,7 @@ def test_the_real_store_gives_the_same_results_inline_and_threaded(make_store, m
     assert results[True] == results[False]
     errors = [r for r in results[True] if isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], str)]
     assert {e[0] for e in errors} >= {
-        ArtifactNotFoundError.__name__, AccessDeniedError.__name__, InvalidArgumentError.__name__
+        ArtifactNotFoundError.__name__,
+        AccessDeniedError.__name__,
+        InvalidArgumentError.__name__,
     }

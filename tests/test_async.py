@@ -38,9 +38,7 @@ def test_every_async_method_is_a_coroutine_function_named_like_the_sync_one():
 
 
 def test_the_async_store_mirrors_every_public_sync_method(astore):
-    sync_public = {
-        n for n, v in inspect.getmembers(ArtifactStore, callable) if not n.startswith("_")
-    }
+    sync_public = {n for n, v in inspect.getmembers(ArtifactStore, callable) if not n.startswith("_")}
     missing = {n for n in sync_public if not hasattr(astore, n)}
     assert missing == set()
 

@@ -15,8 +15,7 @@ OPS = {"store", "retrieve", "metadata", "exists", "update_metadata", "delete"}
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ARTIFACT_", "S3_", "AWS_", "CHUK_BENCH_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTIFACT_", "S3_", "AWS_", "CHUK_BENCH_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -24,11 +23,26 @@ def _env() -> dict[str, str]:
 def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            sys.executable, "-m", "benchmarks", "--quick", "--backends", "memory,filesystem",
-            "--output", str(tmp_path / "results.json"), "--markdown", str(tmp_path / "performance.md"),
-            "--workdir", str(tmp_path / "work"), *args,
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--backends",
+            "memory,filesystem",
+            "--output",
+            str(tmp_path / "results.json"),
+            "--markdown",
+            str(tmp_path / "performance.md"),
+            "--workdir",
+            str(tmp_path / "work"),
+            *args,
         ],
-        check=False, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+        check=False,
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -39,7 +53,9 @@ def test_quick_benchmark_run_writes_every_section(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(output.read_text())
 
-    assert {"machine", "command", "config", "backends", "ops", "scale", "streaming", "cleanup", "targets"} <= set(results)
+    assert {"machine", "command", "config", "backends", "ops", "scale", "streaming", "cleanup", "targets"} <= set(
+        results
+    )
     assert {"cpu", "cores", "ram_gib", "python", "os", "disk"} <= set(results["machine"])
     for backend in ("memory", "filesystem"):
         assert results["backends"][backend]["status"] == "ok"
@@ -49,15 +65,23 @@ def test_quick_benchmark_run_writes_every_section(tmp_path: Path) -> None:
                 for mode in ("sequential", "concurrent"):
                     assert set(ops[api][mode]) == {"store", "retrieve", "metadata"}
                     assert all(v["median"] > 0 for v in ops[api][mode].values())
-            assert {"fsspec_write", "fsspec_read", "sql_insert", "sql_select", "raw_write_insert",
-                    "raw_select_read"} <= set(ops["references"])
+            assert {
+                "fsspec_write",
+                "fsspec_read",
+                "sql_insert",
+                "sql_select",
+                "raw_write_insert",
+                "raw_select_read",
+            } <= set(ops["references"])
             assert set(ops["async_overhead_us"]) == {"store", "retrieve", "metadata"}
         scale = results["scale"][backend]
         for n in scale["sizes"]:
             for query in scale[str(n)]["queries"].values():
                 assert {"median_ms", "p95_ms"} <= set(query)
         stream = results["streaming"][backend]
-        assert {"upload", "async_upload", "download", "async_download", "raw_upload", "raw_download"} <= set(stream["mib_per_s"])
+        assert {"upload", "async_upload", "download", "async_download", "raw_upload", "raw_download"} <= set(
+            stream["mib_per_s"]
+        )
         assert results["cleanup"][backend]["artifacts_per_s"] > 0
     assert "raw_write_insert_fsync" in results["ops"]["filesystem"]["1KiB"]["references"]
     assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "SKIP", "REPORTED"}
@@ -70,8 +94,17 @@ def test_published_section_runs_against_a_stub_worker(tmp_path: Path) -> None:
     """The runner's side of ``published`` (our cases, the protocol, ratios, targets, the page),
     with a stub that speaks the worker protocol in place of the published package."""
     proc = _bench(
-        tmp_path, "--sections", "published", "--published-worker", f"{sys.executable} {STUB_WORKER}",
-        "--scale-sizes", "100,200", "--populate-count", "64", "--published-stream-mib", "1",
+        tmp_path,
+        "--sections",
+        "published",
+        "--published-worker",
+        f"{sys.executable} {STUB_WORKER}",
+        "--scale-sizes",
+        "100,200",
+        "--populate-count",
+        "64",
+        "--published-stream-mib",
+        "1",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -98,7 +131,12 @@ def test_published_section_runs_against_a_stub_worker(tmp_path: Path) -> None:
                 q = scale[str(n)]["queries"][query]
                 assert {"ours_sync_ms", "ours_async_ms", "published_ms", "ratio_sync", "ratio_async"} <= set(q)
                 assert q["ours_sync_rows"] == 20  # a full page: the catalog layout holds
-        assert set(pub["streaming"][backend]["ratios"]) == {"sync_upload", "async_upload", "sync_download", "async_download"}
+        assert set(pub["streaming"][backend]["ratios"]) == {
+            "sync_upload",
+            "async_upload",
+            "sync_download",
+            "async_download",
+        }
         for side in ("ours_async", "ours_sync", "published"):
             assert pub["populate"][backend][side]["artifacts"] == 64
     assert pub["cli"]["ratio"] > 0 and pub["cli"]["output"]

@@ -68,7 +68,9 @@ def test_migrate_history_lists_shipped_revisions() -> None:
     assert migrations.head_revision() in out
 
 
-def test_migrate_with_no_options_targets_the_default_persistent_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_with_no_options_targets_the_default_persistent_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHUK_ARTIFACTS_HOME", str(tmp_path / "home"))
     code, out = run("migrate", "upgrade")
     assert code == 0 and "catalog at" in out
@@ -131,12 +133,16 @@ def test_serve_answers_urls_signed_by_another_instance_on_the_same_store(tmp_pat
         "ARTIFACT_FS_ROOT": str(root),
         "ARTIFACT_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
-    with ArtifactStore(storage_provider="filesystem", fs_root=str(root), public_url=f"http://127.0.0.1:{port}") as store:
+    with ArtifactStore(
+        storage_provider="filesystem", fs_root=str(root), public_url=f"http://127.0.0.1:{port}"
+    ) as store:
         artifact_id = store.store(b"served bytes", mime="text/plain", filename="s.txt", user_id="u")
         url = store.presign(artifact_id)
         server = subprocess.Popen(
             [sys.executable, "-c", "from chuk_artifacts.cli import main; main()", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             body = None

@@ -134,14 +134,34 @@ def test_put_from_stdin_and_get_to_stdout_round_trip_binary_data(home: Path) -> 
 
 def test_put_records_mime_filename_summary_and_typed_meta(home: Path, tmp_path: Path) -> None:
     artifact_id = put(
-        write(tmp_path / "photo.png", b"\x89PNG"), "--summary", "a photo",
-        "--meta", "n=3", "--meta", "ok=true", "--meta", "tags=[\"a\",\"b\"]",
-        "--meta", "name=alice", "--meta", "code=007", "--meta", "weird=NaN", "--meta", "empty=",
+        write(tmp_path / "photo.png", b"\x89PNG"),
+        "--summary",
+        "a photo",
+        "--meta",
+        "n=3",
+        "--meta",
+        "ok=true",
+        "--meta",
+        'tags=["a","b"]',
+        "--meta",
+        "name=alice",
+        "--meta",
+        "code=007",
+        "--meta",
+        "weird=NaN",
+        "--meta",
+        "empty=",
     )
     info = json.loads(ok("info", artifact_id, "--json"))
     assert info["mime"] == "image/png" and info["filename"] == "photo.png" and info["summary"] == "a photo"
     assert info["meta"] == {
-        "n": 3, "ok": True, "tags": ["a", "b"], "name": "alice", "code": "007", "weird": "NaN", "empty": "",
+        "n": 3,
+        "ok": True,
+        "tags": ["a", "b"],
+        "name": "alice",
+        "code": "007",
+        "weird": "NaN",
+        "empty": "",
     }
 
 
@@ -288,10 +308,12 @@ def test_ls_refuses_a_limit_out_of_range(home: Path) -> None:
 
 
 def test_search_filters_like_the_api(home: Path, store: ArtifactStore) -> None:
-    png = store.store(b"p", mime="image/png", filename="img/a.png", user_id="alice", scope="user",
-                      meta={"project": "apollo", "n": 3})
-    jpg = store.store(b"j", mime="image/jpeg", filename="img/b.jpg", user_id="bob", scope="user",
-                      meta={"project": "gemini"})
+    png = store.store(
+        b"p", mime="image/png", filename="img/a.png", user_id="alice", scope="user", meta={"project": "apollo", "n": 3}
+    )
+    jpg = store.store(
+        b"j", mime="image/jpeg", filename="img/b.jpg", user_id="bob", scope="user", meta={"project": "gemini"}
+    )
     txt = store.store(b"t", mime="text/plain", filename="notes.txt", scope="sandbox", meta={"project": "apollo"})
 
     def found(*args: str) -> set[str]:
@@ -358,7 +380,9 @@ def test_rm_checks_access(home: Path, tmp_path: Path) -> None:
 # -- presign / serve ---------------------------------------------------------------------------------
 
 
-def test_presign_prints_a_url_the_gateway_serves(serve: Any, http: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presign_prints_a_url_the_gateway_serves(
+    serve: Any, http: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = serve("filesystem")
     monkeypatch.setenv("ARTIFACT_PUBLIC_URL", served.url)
     root = str(tmp_path / "artifacts")  # the root of the served store (conftest's make_store)
@@ -407,7 +431,11 @@ def test_stats_shows_quota_usage(home: Path, tmp_path: Path, monkeypatch: pytest
 
 def test_validate_reports_every_part_ok(home: Path) -> None:
     out = ok("validate")
-    assert [line.split()[:2] for line in out.splitlines()[2:]] == [["catalog", "ok"], ["storage", "ok"], ["session", "ok"]]
+    assert [line.split()[:2] for line in out.splitlines()[2:]] == [
+        ["catalog", "ok"],
+        ["storage", "ok"],
+        ["session", "ok"],
+    ]
     assert json.loads(ok("validate", "--json"))["status"] == "ok"
 
 
@@ -466,20 +494,28 @@ def expired_world(home: Path, store: ArtifactStore, clock: Any) -> dict[str, Any
     expired = [store.store(b"old%d" % i, mime="text/plain", ttl=60, user_id="u", scope="user") for i in range(2)]
     short = store.create_session(user_id="v", ttl_hours=0.01)  # 36 s
     in_session = store.store(b"session", mime="text/plain", session_id=short, ttl=None)
-    upload = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="big.bin", mime_type="application/octet-stream"))
+    upload = store.initiate_multipart_upload(
+        MultipartUploadInitRequest(filename="big.bin", mime_type="application/octet-stream")
+    )
     store.receive_part(upload["upload_id"], 1, iter([b"part-bytes"]))
     live = [store.store(b"live%d" % i, mime="text/plain", scope="sandbox") for i in range(2)]
     clock.advance(store.settings.upload_ttl + 10)  # past every expiry above; live ones never expire
     return {"expired": expired, "in_session": in_session, "upload": upload, "live": live}
 
 
-def test_cleanup_dry_run_prints_what_would_go_and_changes_nothing(expired_world: dict[str, Any], store: ArtifactStore) -> None:
+def test_cleanup_dry_run_prints_what_would_go_and_changes_nothing(
+    expired_world: dict[str, Any], store: ArtifactStore
+) -> None:
     rows, blobs, parts = _raw_rows(store), _grid_blobs(store), list(store.blobs.keys("_uploads/"))
     out = ok("cleanup", "--dry-run")
     assert out.strip() == "would remove 3 artifact(s) (15 B), 3 session(s), 1 upload(s)"
     assert (_raw_rows(store), _grid_blobs(store), list(store.blobs.keys("_uploads/"))) == (rows, blobs, parts)
     assert json.loads(ok("cleanup", "--dry-run", "--json")) == {
-        "dry_run": True, "artifacts": 3, "sessions": 3, "uploads": 1, "bytes": 15,
+        "dry_run": True,
+        "artifacts": 3,
+        "sessions": 3,
+        "uploads": 1,
+        "bytes": 15,
     }
     assert _raw_rows(store) == rows
 
@@ -609,7 +645,9 @@ def test_fsck_json_lists_every_problem(damaged: dict[str, str]) -> None:
     assert ("orphan", "orphan0123") in kinds
 
 
-def test_fsck_repair_quarantines_orphans_and_keeps_everything_else(damaged: dict[str, str], store: ArtifactStore) -> None:
+def test_fsck_repair_quarantines_orphans_and_keeps_everything_else(
+    damaged: dict[str, str], store: ArtifactStore
+) -> None:
     result = run("fsck", "--repair", "--grace", "0", "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == 1  # the missing row and the size mismatch remain
@@ -629,7 +667,9 @@ def test_fsck_repair_leaves_young_orphans_in_place(damaged: dict[str, str], stor
     assert store.blobs.exists(damaged["orphan"])
 
 
-def test_fsck_delete_orphans_and_drop_missing_fix_all_but_mismatches(damaged: dict[str, str], store: ArtifactStore) -> None:
+def test_fsck_delete_orphans_and_drop_missing_fix_all_but_mismatches(
+    damaged: dict[str, str], store: ArtifactStore
+) -> None:
     result = run("fsck", "--delete-orphans", "--drop-missing", "--grace", "0", "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == 1
@@ -664,8 +704,16 @@ def test_fsck_refuses_a_negative_grace(home: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["ls"], ["search"], ["stats"], ["validate"], ["plugins"], ["cleanup"], ["cleanup", "--dry-run"],
-        ["fsck"], ["migrate", "current"], ["migrate", "history"],
+        ["ls"],
+        ["search"],
+        ["stats"],
+        ["validate"],
+        ["plugins"],
+        ["cleanup"],
+        ["cleanup", "--dry-run"],
+        ["fsck"],
+        ["migrate", "current"],
+        ["migrate", "history"],
     ],
     ids=lambda a: " ".join(a),
 )
@@ -680,8 +728,12 @@ def test_info_json_parses(home: Path, tmp_path: Path) -> None:
 
 def _script(*args: str, env: dict[str, str], input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "chuk_artifacts.cli", *args], env={**env, "PYTHONPATH": str(ROOT)},
-        input=input, capture_output=True, timeout=60, check=False,
+        [sys.executable, "-m", "chuk_artifacts.cli", *args],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        input=input,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -57,7 +57,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env or _env(), capture_output=True, text=True,
+        [sys.executable, "-c", code, *args],
+        env=env or _env(),
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -91,24 +94,28 @@ BUILTIN_PATHS = _builtin_paths()
 
 
 def test_importing_the_package_imports_no_submodule_and_nothing_heavy() -> None:
-    loaded = json.loads(_python(
-        "import json, sys, chuk_artifacts; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('chuk_artifacts.') "
-        f"or m.split('.')[0] in {HEAVY!r})))"
-    ))
+    loaded = json.loads(
+        _python(
+            "import json, sys, chuk_artifacts; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('chuk_artifacts.') "
+            f"or m.split('.')[0] in {HEAVY!r})))"
+        )
+    )
     assert loaded == []
 
 
 def test_the_light_modules_import_nothing_heavy() -> None:
     modules = ["errors", "models", "config", "grid", "hookspecs", "plugins", "cli"]
-    heavy = json.loads(_python(
-        "import importlib, json, sys\n"
-        "found = {}\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module('chuk_artifacts.' + name)\n"
-        f"    found[name] = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
-        "print(json.dumps(found))\n"
-    ))
+    heavy = json.loads(
+        _python(
+            "import importlib, json, sys\n"
+            "found = {}\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module('chuk_artifacts.' + name)\n"
+            f"    found[name] = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+            "print(json.dumps(found))\n"
+        )
+    )
     assert heavy == {name: [] for name in modules}
 
 
@@ -122,15 +129,17 @@ def test_every_public_name_resolves_to_its_modules_object(name: str) -> None:
 
 def test_the_public_names_in_a_fresh_interpreter() -> None:
     """``from chuk_artifacts import *`` gives exactly ``__all__``; ``dir()`` lists all of it."""
-    out = json.loads(_python(
-        "import json\n"
-        "import chuk_artifacts\n"
-        "listed = dir(chuk_artifacts)\n"
-        "namespace = {}\n"
-        "exec('from chuk_artifacts import *', namespace)\n"
-        "print(json.dumps({'all': chuk_artifacts.__all__, 'dir': listed,\n"
-        "                  'star': sorted(k for k in namespace if k != '__builtins__')}))\n"
-    ))
+    out = json.loads(
+        _python(
+            "import json\n"
+            "import chuk_artifacts\n"
+            "listed = dir(chuk_artifacts)\n"
+            "namespace = {}\n"
+            "exec('from chuk_artifacts import *', namespace)\n"
+            "print(json.dumps({'all': chuk_artifacts.__all__, 'dir': listed,\n"
+            "                  'star': sorted(k for k in namespace if k != '__builtins__')}))\n"
+        )
+    )
     assert sorted(out["star"]) == sorted(out["all"])
     assert set(out["all"]) <= set(out["dir"])
 
@@ -145,11 +154,7 @@ def test_the_type_checking_imports_match_the_lazy_table() -> None:
     """What IDEs and mypy see (the ``if TYPE_CHECKING:`` imports) is what ``__getattr__`` loads."""
     tree = ast.parse((ROOT / "chuk_artifacts" / "__init__.py").read_text(encoding="utf-8"))
     (block,) = [n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"]
-    seen = {
-        alias.name: node.module
-        for node in block.body if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert seen == dict(chuk_artifacts._HOMES)
     assert sorted(seen) == sorted(chuk_artifacts.__all__)
 
@@ -181,9 +186,9 @@ def test_help_with_the_built_in_plugins_imports_nothing_heavy() -> None:
     assert got["heavy"] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "chuk-artifacts-audit imports SQLAlchemy when it is loaded (chuk_artifacts_audit.sinks)"
-))
+@pytest.mark.xfail(
+    strict=True, reason=("chuk-artifacts-audit imports SQLAlchemy when it is loaded (chuk_artifacts_audit.sinks)")
+)
 def test_help_with_the_installed_plugins_imports_nothing_heavy() -> None:
     got = _probe("--help")
     assert got["code"] == 0 and "audit" in got["output"]
@@ -260,17 +265,22 @@ def test_an_unknown_name_loads_the_plugin_commands() -> None:
 # -- shell completion ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("words", "cword", "expected"), [
-    ("chuk-admin mig", "1", "plain,migrate"),
-    ("chuk-admin migrate up", "2", "plain,upgrade"),
-    ("chuk-admin au", "1", "plain,audit"),  # a plugin's command
-    ("chuk-admin --ver", "1", "plain,--version"),
-])
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("chuk-admin mig", "1", "plain,migrate"),
+        ("chuk-admin migrate up", "2", "plain,upgrade"),
+        ("chuk-admin au", "1", "plain,audit"),  # a plugin's command
+        ("chuk-admin --ver", "1", "plain,--version"),
+    ],
+)
 def test_shell_completion(words: str, cword: str, expected: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", "from chuk_artifacts.cli import main; main()"],
         env=_env(_CHUK_ADMIN_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=cword),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout.splitlines()

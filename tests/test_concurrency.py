@@ -123,8 +123,16 @@ def assert_consistent(store: ArtifactStore) -> list[Any]:
 # -- 16 threads x 1,000 operations on one sync store ----------------------------------------------
 
 
-def run_thread(store: ArtifactStore, t: int, counter_id: str, shared: dict[str, bytes], start: threading.Barrier,
-               model: Model, counts: Counter, increments: list[int]) -> None:
+def run_thread(
+    store: ArtifactStore,
+    t: int,
+    counter_id: str,
+    shared: dict[str, bytes],
+    start: threading.Barrier,
+    model: Model,
+    counts: Counter,
+    increments: list[int],
+) -> None:
     rng = random.Random(1000 + t)
     user = f"user-{t}"
     sid = store.create_session(user_id=user)
@@ -132,8 +140,10 @@ def run_thread(store: ArtifactStore, t: int, counter_id: str, shared: dict[str, 
     start.wait()
     for i in range(OPS_PER_THREAD):
         op = rng.choices(ops, weights)[0]
-        if op in ("retrieve", "update_file", "update_metadata", "copy_file", "delete", "metadata", "extend_ttl") \
-                and not model.data:
+        if (
+            op in ("retrieve", "update_file", "update_metadata", "copy_file", "delete", "metadata", "extend_ttl")
+            and not model.data
+        ):
             op = "store"
         if op == "store" and len(model.data) >= MAX_MINE:
             op = "delete"
@@ -144,9 +154,16 @@ def run_thread(store: ArtifactStore, t: int, counter_id: str, shared: dict[str, 
             scope = rng.choice(["session", "user"])
             data, meta = payload(f"{t}-{i}", rng), {"thread": t, "i": i}
             ttl = rng.choice([None, 600, 3600]) if scope == "user" else 900
-            new = store.store(data, mime="application/octet-stream", meta=meta, scope=scope, ttl=ttl,
-                              filename=f"t{t}/f{i}.bin", session_id=sid,
-                              **({"user_id": user} if scope == "user" or rng.random() < 0.5 else {}))
+            new = store.store(
+                data,
+                mime="application/octet-stream",
+                meta=meta,
+                scope=scope,
+                ttl=ttl,
+                filename=f"t{t}/f{i}.bin",
+                session_id=sid,
+                **({"user_id": user} if scope == "user" or rng.random() < 0.5 else {}),
+            )
             model.add(new, data, meta, scope, ttl)
         elif op == "retrieve":
             assert store.retrieve(aid, **ident) == model.data[aid]
@@ -184,7 +201,10 @@ def run_thread(store: ArtifactStore, t: int, counter_id: str, shared: dict[str, 
             md = store.metadata(aid, **ident)
             data = model.data[aid]
             assert (md.bytes, md.sha256, md.meta, md.scope) == (
-                len(data), hashlib.sha256(data).hexdigest(), model.meta[aid], model.scope[aid]
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                model.meta[aid],
+                model.scope[aid],
             )
             assert md.owner_id == user and md.session_id == sid
         elif op == "extend_ttl":
@@ -265,8 +285,14 @@ async def run_task(astore: AsyncArtifactStore, k: int, counter_id: str) -> dict[
     mine: dict[str, bytes] = {}
     for i in range(2):
         data = payload(f"a{k}-{i}", rng)
-        aid = await astore.store(data, mime="application/octet-stream", session_id=sid, user_id=user,
-                                 meta={"task": k, "i": i}, scope=rng.choice(["session", "user"]))
+        aid = await astore.store(
+            data,
+            mime="application/octet-stream",
+            session_id=sid,
+            user_id=user,
+            meta={"task": k, "i": i},
+            scope=rng.choice(["session", "user"]),
+        )
         mine[aid] = data
     first, second = list(mine)
     await astore.update_metadata(counter_id, meta={f"k{k}": 1}, user_id="counter-owner")
@@ -294,8 +320,7 @@ def test_two_hundred_concurrent_async_tasks_on_one_sqlite_file_store(fs_store):
     astore = AsyncArtifactStore(sync_store=store)
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(run_task(astore, k, counter_id) for k in range(TASKS)),
-                                    return_exceptions=True)
+        return await asyncio.gather(*(run_task(astore, k, counter_id) for k in range(TASKS)), return_exceptions=True)
 
     began = time.monotonic()
     results = asyncio.run(main())

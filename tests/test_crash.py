@@ -41,8 +41,17 @@ RANDOM_ROUNDS = 8
 
 
 #: How many words follow each journal word (crash_worker.py's ``say`` calls).
-_ARGS = {"storing": 1, "stored": 2, "updating": 2, "updated": 2, "copying": 1, "copied": 2,
-         "deleting": 1, "deleted": 1, "expiring": 1}
+_ARGS = {
+    "storing": 1,
+    "stored": 2,
+    "updating": 2,
+    "updated": 2,
+    "copying": 1,
+    "copied": 2,
+    "deleting": 1,
+    "deleted": 1,
+    "expiring": 1,
+}
 
 
 class Journal:
@@ -95,7 +104,10 @@ def run_worker(root: Path, mode: str, arg: str, *, kill_after: float | None = No
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(root), mode, arg],
-            stdout=subprocess.PIPE, stderr=errors, text=True, cwd=str(WORKER.parent),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=str(WORKER.parent),
         )
         assert proc.stdout is not None
         with proc.stdout:

@@ -67,7 +67,11 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
     for run in (1, 2):
         result = subprocess.run(
             [sys.executable, str(script)],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         out = result.stdout

@@ -82,7 +82,12 @@ def tables(path: Path) -> list[Table]:
         line = lines[i]
         if line.lstrip().startswith("```"):
             in_fence = not in_fence
-        elif not in_fence and line.lstrip().startswith("|") and i + 1 < len(lines) and _SEPARATOR.match(lines[i + 1].strip()):
+        elif (
+            not in_fence
+            and line.lstrip().startswith("|")
+            and i + 1 < len(lines)
+            and _SEPARATOR.match(lines[i + 1].strip())
+        ):
             header = [c.lower() for c in _cells(line)]
             rows = []
             j = i + 2
@@ -224,7 +229,7 @@ def test_every_hook_is_documented_with_its_arguments() -> None:
                 continue
             name, args = match.group(1), match.group(2)
             if args is None:  # ``a`` / ``b`` ``(x, y)``: the next argument list in the row
-                args = next((s[1:-1] for s in spans[i + 1:] if s.startswith("(") and s.endswith(")")), None)
+                args = next((s[1:-1] for s in spans[i + 1 :] if s.startswith("(") and s.endswith(")")), None)
             arguments = None if args is None else [a.strip() for a in args.split(",") if a.strip()]
             assert name not in documented, f"hook {name} is documented twice"
             assert called.strip() and returns.strip(), f"hook {name}: when it is called, what it returns"

@@ -121,9 +121,10 @@ def _literal_reads(tree: ast.Module) -> set[str]:
     ``environ[X]``, ``X in environ``, ``os.getenv(X)``."""
     constants = {
         target.id: node.value.value
-        for node in tree.body if isinstance(node, ast.Assign)
-        and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-        for target in node.targets if isinstance(target, ast.Name)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
     }
 
     def name(node: ast.expr) -> str | None:
@@ -182,7 +183,8 @@ def _reads_the_process_environment(tree: ast.Module) -> list[int]:
 def test_only_config_reads_the_environment() -> None:
     offenders = [
         f"{path.name}:{line}"
-        for path in sorted(PACKAGE.glob("*.py")) if path.name != "config.py"
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name != "config.py"
         for line in _reads_the_process_environment(ast.parse(path.read_text(encoding="utf-8")))
     ]
     assert not offenders, (
@@ -208,9 +210,22 @@ def test_isolation_clears_every_listed_variable(tmp_path: Path) -> None:
     env = {**os.environ, **{var: "leaked" for var in LISTED}, "CHUK_TEST_KEPT": "kept"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         f"{__file__}::test_the_environment_is_clean"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            f"{__file__}::test_the_environment_is_clean",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout

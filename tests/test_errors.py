@@ -20,10 +20,19 @@ from chuk_artifacts import (
 # -- the hierarchy --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error", [
-    ArtifactNotFoundError, ArtifactExpiredError, AccessDeniedError, ProviderError, SessionError,
-    ArtifactCorruptedError, InvalidArgumentError, CatalogVersionError,
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ArtifactNotFoundError,
+        ArtifactExpiredError,
+        AccessDeniedError,
+        ProviderError,
+        SessionError,
+        ArtifactCorruptedError,
+        InvalidArgumentError,
+        CatalogVersionError,
+    ],
+)
 def test_every_error_is_an_artifact_store_error(error):
     assert issubclass(error, ArtifactStoreError)
 
@@ -34,12 +43,15 @@ def test_invalid_argument_error_is_also_a_value_error():
         raise InvalidArgumentError("bad")
 
 
-@pytest.mark.parametrize("error, status", [
-    (ArtifactNotFoundError, 404),
-    (ArtifactExpiredError, 410),
-    (AccessDeniedError, 403),
-    (InvalidArgumentError, 400),
-])
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (ArtifactNotFoundError, 404),
+        (ArtifactExpiredError, 410),
+        (AccessDeniedError, 403),
+        (InvalidArgumentError, 400),
+    ],
+)
 def test_http_status_of_client_errors(error, status):
     assert error.http_status == status
     assert error("x").http_status == status
@@ -49,7 +61,9 @@ def test_provider_error_status_is_a_gateway_error():
     assert ProviderError.http_status in (502, 503)
 
 
-@pytest.mark.parametrize("error", [ArtifactNotFoundError, ArtifactExpiredError, AccessDeniedError, InvalidArgumentError])
+@pytest.mark.parametrize(
+    "error", [ArtifactNotFoundError, ArtifactExpiredError, AccessDeniedError, InvalidArgumentError]
+)
 def test_client_errors_are_not_provider_errors(error):
     assert not issubclass(error, ProviderError)
     assert not issubclass(ProviderError, error)
@@ -262,8 +276,18 @@ def test_ids_with_every_allowed_character_are_accepted(store):
 
 # -- invalid content arguments ------------------------------------------------------------------------
 
-BAD_MIMES = ["text/plain\r\nX-Injected: 1", "text/plain\n", "text", "", "/plain", "text/", "text /plain",
-             "a" * 300 + "/b", None, 5]
+BAD_MIMES = [
+    "text/plain\r\nX-Injected: 1",
+    "text/plain\n",
+    "text",
+    "",
+    "/plain",
+    "text/",
+    "text /plain",
+    "a" * 300 + "/b",
+    None,
+    5,
+]
 BAD_FILENAMES = ["../x", "a/../../x", "/abs", "\\windows", "a\\b", "a\x00b", "a\nb", "./x", "a/./b", "", "x" * 1025, 5]
 BAD_METAS = [
     {"x": object()},

@@ -141,7 +141,9 @@ def test_parts_of_an_upload_that_no_longer_exists_are_orphans(store: ArtifactSto
     with store.catalog.write() as conn:
         store.catalog.delete_upload(conn, upload["upload_id"])
     (problem,) = check(store).problems
-    assert problem.kind == "orphan-part" and problem.key.startswith(f"_uploads/{store.sandbox_id}/{upload['upload_id']}/")
+    assert problem.kind == "orphan-part" and problem.key.startswith(
+        f"_uploads/{store.sandbox_id}/{upload['upload_id']}/"
+    )
 
 
 def test_bytes_of_a_presigned_upload_not_yet_registered_are_referenced(store: ArtifactStore) -> None:
@@ -241,7 +243,9 @@ def test_repair_leaves_orphans_younger_than_the_grace_period(store: ArtifactStor
     assert store.blobs.exists(orphan_key(store))
 
 
-def test_repair_does_not_touch_a_blob_adopted_since_it_was_found(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repair_does_not_touch_a_blob_adopted_since_it_was_found(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A row that commits between the finding and the repair keeps its bytes."""
     from chuk_artifacts import fsck
 
@@ -251,11 +255,26 @@ def test_repair_does_not_touch_a_blob_adopted_since_it_was_found(store: Artifact
 
     def commit_first(store_: ArtifactStore, problem: Any, *args: Any, **kwargs: Any) -> Any:
         row = {
-            "artifact_id": "late0001", "sandbox_id": store.sandbox_id, "scope": "sandbox", "session_id": None,
-            "owner_id": None, "key": key, "bytes": 4, "sha256": "", "stored_at": time.time(),
-            "updated_at": time.time(), "expires_at": None, "state": "committed", "version": 1,
-            "storage_provider": store.storage_provider, "session_provider": store.session_provider,
-            "mime": "text/plain", "summary": "", "meta": {}, "filename": None, "ttl": None,
+            "artifact_id": "late0001",
+            "sandbox_id": store.sandbox_id,
+            "scope": "sandbox",
+            "session_id": None,
+            "owner_id": None,
+            "key": key,
+            "bytes": 4,
+            "sha256": "",
+            "stored_at": time.time(),
+            "updated_at": time.time(),
+            "expires_at": None,
+            "state": "committed",
+            "version": 1,
+            "storage_provider": store.storage_provider,
+            "session_provider": store.session_provider,
+            "mime": "text/plain",
+            "summary": "",
+            "meta": {},
+            "filename": None,
+            "ttl": None,
         }
         with store.catalog.write() as conn:
             store.catalog.insert_artifact(conn, row)

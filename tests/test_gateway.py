@@ -124,7 +124,7 @@ def test_filename_with_quotes_and_semicolons_gives_one_safe_disposition_header(g
     assert params[0] == "attachment"
     assert len(params) == 3
     assert params[1].startswith('filename="') and params[1].endswith('"')
-    assert '"' not in params[1][len('filename="'):-1]
+    assert '"' not in params[1][len('filename="') : -1]
     assert params[2].startswith("filename*=UTF-8''")
     assert filename_from(value) == name
     assert r.headers.get_all("Content-Type") == ["application/x-test"]
@@ -599,7 +599,9 @@ def raw_request(url: str, head: bytes, body: bytes = b"") -> bytes:
     parts = urlsplit(url)
     target = parts.path + ("?" + parts.query if parts.query else "")
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        sock.sendall(b"PUT " + target.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n" + body)
+        sock.sendall(
+            b"PUT " + target.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n" + body
+        )
         sock.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := sock.recv(65536):

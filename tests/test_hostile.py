@@ -46,6 +46,7 @@ from chuk_artifacts import (
     schema,
 )
 from chuk_artifacts.store import MAX_TTL
+
 from snapshots import snapshot  # type: ignore[import-not-found]
 
 PROPERTY = settings(
@@ -93,7 +94,9 @@ def assert_grid_key(store: ArtifactStore, artifact_id: str, data: bytes | None =
     expected = grid.make_key(store.sandbox_id, md.scope, artifact_id, session_id=md.session_id, user_id=md.owner_id)
     assert md.key == expected
     assert store.parse_grid_key(md.key) == grid.GridKey(
-        store.sandbox_id, md.scope, artifact_id,
+        store.sandbox_id,
+        md.scope,
+        artifact_id,
         session_id=md.session_id if md.scope == "session" else None,
         user_id=md.owner_id if md.scope == "user" else None,
     )
@@ -344,9 +347,13 @@ def filename_sites(store: ArtifactStore, t: Targets) -> dict[str, Callable[[Any]
         "move_file": lambda v: s.move_file(t.aid, new_filename=v),
         "copy_file": lambda v: s.copy_file(t.aid, new_filename=v),
         "presign_upload": lambda v: s.presign_upload(user_id="alice", filename=v),
-        "presign_upload_and_register": lambda v: s.presign_upload_and_register(mime="text/plain", filename=v, user_id="alice"),
+        "presign_upload_and_register": lambda v: s.presign_upload_and_register(
+            mime="text/plain", filename=v, user_id="alice"
+        ),
         "register_uploaded_artifact": lambda v: s.register_uploaded_artifact(t.upload_aid, filename=v, user_id="alice"),
-        "stream_upload": lambda v: s.stream_upload(StreamUploadRequest([b"x"], mime="text/plain", filename=v, user_id="alice")),
+        "stream_upload": lambda v: s.stream_upload(
+            StreamUploadRequest([b"x"], mime="text/plain", filename=v, user_id="alice")
+        ),
         "initiate_multipart_upload": lambda v: s.initiate_multipart_upload(
             MultipartUploadInitRequest(filename=v, mime_type="text/plain", user_id="alice")
         ),
@@ -514,9 +521,13 @@ def meta_sites(store: ArtifactStore, t: Targets) -> dict[str, Callable[[Any], An
         "move_file": lambda v: s.move_file(t.aid, new_meta=v),
         "copy_file": lambda v: s.copy_file(t.aid, new_meta=v),
         "presign_upload": lambda v: s.presign_upload(user_id="alice", meta=v),
-        "presign_upload_and_register": lambda v: s.presign_upload_and_register(mime="text/plain", meta=v, user_id="alice"),
+        "presign_upload_and_register": lambda v: s.presign_upload_and_register(
+            mime="text/plain", meta=v, user_id="alice"
+        ),
         "register_uploaded_artifact": lambda v: s.register_uploaded_artifact(t.upload_aid, meta=v, user_id="alice"),
-        "stream_upload": lambda v: s.stream_upload(StreamUploadRequest([b"x"], mime="text/plain", meta=v, user_id="alice")),
+        "stream_upload": lambda v: s.stream_upload(
+            StreamUploadRequest([b"x"], mime="text/plain", meta=v, user_id="alice")
+        ),
         "initiate_multipart_upload": lambda v: s.initiate_multipart_upload(
             MultipartUploadInitRequest(filename="m", mime_type="text/plain", meta=v, user_id="alice")
         ),
@@ -583,9 +594,13 @@ def ttl_sites(store: ArtifactStore, t: Targets) -> dict[str, Callable[[Any], Any
     s = store
     return {
         "presign_upload": lambda v: s.presign_upload(user_id="alice", ttl=v),
-        "presign_upload_and_register": lambda v: s.presign_upload_and_register(mime="text/plain", ttl=v, user_id="alice"),
+        "presign_upload_and_register": lambda v: s.presign_upload_and_register(
+            mime="text/plain", ttl=v, user_id="alice"
+        ),
         "register_uploaded_artifact": lambda v: s.register_uploaded_artifact(t.upload_aid, ttl=v, user_id="alice"),
-        "stream_upload": lambda v: s.stream_upload(StreamUploadRequest([b"x"], mime="text/plain", ttl=v, user_id="alice")),
+        "stream_upload": lambda v: s.stream_upload(
+            StreamUploadRequest([b"x"], mime="text/plain", ttl=v, user_id="alice")
+        ),
         "initiate_multipart_upload": lambda v: s.initiate_multipart_upload(
             MultipartUploadInitRequest(filename="m", mime_type="text/plain", ttl=v, user_id="alice")
         ),
@@ -667,8 +682,12 @@ def test_a_20_mib_artifact_round_trips_through_every_path(make_store, backend):
     assert tail == data[-10:]
     copy = store.copy_file(aid)
     streamed = store.stream_upload(
-        StreamUploadRequest(iter([data[i:i + MiB] for i in range(0, len(data), MiB)]), mime="application/octet-stream",
-                            user_id="alice", content_length=len(data))
+        StreamUploadRequest(
+            iter([data[i : i + MiB] for i in range(0, len(data), MiB)]),
+            mime="application/octet-stream",
+            user_id="alice",
+            content_length=len(data),
+        )
     )
     for artifact_id in (aid, copy, streamed):
         assert store.metadata(artifact_id).sha256 == digest
@@ -678,7 +697,9 @@ def test_a_20_mib_artifact_round_trips_through_every_path(make_store, backend):
 # -- the gateway: nothing hostile reaches a response header -------------------------------------------
 
 
-def raw_get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def raw_get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One request over a plain socket; the status, the RAW header lines (name, value) and body."""
     parts = urlsplit(url)
     target = parts.path + ("?" + parts.query if parts.query else "")
@@ -702,8 +723,16 @@ def raw_get(url: str, headers: dict[str, str] | None = None, method: str = "GET"
 
 #: The only headers a download may carry (the server adds Date and Server).
 DOWNLOAD_HEADERS = {
-    b"content-type", b"etag", b"accept-ranges", b"content-disposition", b"content-length",
-    b"cache-control", b"content-range", b"date", b"server", b"connection",
+    b"content-type",
+    b"etag",
+    b"accept-ranges",
+    b"content-disposition",
+    b"content-length",
+    b"cache-control",
+    b"content-range",
+    b"date",
+    b"server",
+    b"connection",
 }
 
 
@@ -812,8 +841,14 @@ HOSTILE_PATHS = [
 ]
 
 
-HOSTILE_QUERIES = ["", "?expires=99999999999&signature=AAAA", "?expires=1e999&signature=x",
-                   "?expires=-1&signature=", "?signature=%0d%0aX-Evil:1", "?expires=1&expires=2&signature=a"]
+HOSTILE_QUERIES = [
+    "",
+    "?expires=99999999999&signature=AAAA",
+    "?expires=1e999&signature=x",
+    "?expires=-1&signature=",
+    "?signature=%0d%0aX-Evil:1",
+    "?expires=1&expires=2&signature=a",
+]
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS, ids=lambda p: p[:40])
@@ -831,20 +866,23 @@ def test_hostile_gateway_requests_are_refused_cleanly(gw, path):
     assert store.retrieve(secret) == b"root:x:0:0"
 
 
-@pytest.mark.parametrize("header", [
-    "bytes=99999999999999999999999-",
-    "bytes=-99999999999999999999999",
-    "bytes=0-99999999999999999999999",
-    ",".join(["bytes=0-0"] * 500),
-    "bytes=0-0," * 300 + "1-1",
-    "bytes=--1",
-    "bytes=1-0",
-    "bytes=0x1-2",
-    "bytes=\u0661-2".encode().decode("latin-1"),  # an Arabic-Indic digit, as sent on the wire
-    "items=0-1",
-    "bytes=-",
-    "bytes=",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=99999999999999999999999-",
+        "bytes=-99999999999999999999999",
+        "bytes=0-99999999999999999999999",
+        ",".join(["bytes=0-0"] * 500),
+        "bytes=0-0," * 300 + "1-1",
+        "bytes=--1",
+        "bytes=1-0",
+        "bytes=0x1-2",
+        "bytes=\u0661-2".encode().decode("latin-1"),  # an Arabic-Indic digit, as sent on the wire
+        "items=0-1",
+        "bytes=-",
+        "bytes=",
+    ],
+)
 def test_hostile_range_headers_get_200_206_or_416(gw, header):
     data = bytes(range(256)) * 4
     aid = gw.store.store(data, mime="application/octet-stream", user_id="alice")
@@ -856,7 +894,7 @@ def test_hostile_range_headers_get_200_206_or_416(gw, header):
         assert body == data
     elif status == 206:
         first, last = values[b"content-range"].split(b" ")[1].split(b"/")[0].split(b"-")
-        assert body == data[int(first): int(last) + 1]
+        assert body == data[int(first) : int(last) + 1]
         assert int(values[b"content-length"]) == len(body)
 
 
@@ -884,10 +922,42 @@ class Opaque:
 
 
 ANY_VALUES = [
-    None, 0, -1, 2**70, -(2**70), 1.5, math.nan, math.inf, True, False,
-    "", " ", "../x", "/abs", "a\x00b", "a\r\nX-Evil: 1", "\uff0f", "\u202e", "\ud800", "x" * 5000,
-    b"bytes", bytearray(b"x"), memoryview(b"x"), [], [1], ["a"], {}, {"a": Opaque()}, {"a": {1}}, {1: 2},
-    set(), frozenset(), ("t",), Opaque(), Decimal(1), 1 + 2j,
+    None,
+    0,
+    -1,
+    2**70,
+    -(2**70),
+    1.5,
+    math.nan,
+    math.inf,
+    True,
+    False,
+    "",
+    " ",
+    "../x",
+    "/abs",
+    "a\x00b",
+    "a\r\nX-Evil: 1",
+    "\uff0f",
+    "\u202e",
+    "\ud800",
+    "x" * 5000,
+    b"bytes",
+    bytearray(b"x"),
+    memoryview(b"x"),
+    [],
+    [1],
+    ["a"],
+    {},
+    {"a": Opaque()},
+    {"a": {1}},
+    {1: 2},
+    set(),
+    frozenset(),
+    ("t",),
+    Opaque(),
+    Decimal(1),
+    1 + 2j,
 ]
 
 #: Parameters that take code, not data: calling them is the point.
@@ -903,8 +973,14 @@ NO_ARGUMENTS = {"close", "as_admin", "get_stats", "validate_configuration"}
 REQUESTS = {
     "stream_upload": (StreamUploadRequest, {"data_stream": [b"x"], "mime": "text/plain", "user_id": "alice"}),
     "stream_download": (StreamDownloadRequest, {}),
-    "initiate_multipart_upload": (MultipartUploadInitRequest, {"filename": "m", "mime_type": "text/plain", "user_id": "alice"}),
-    "complete_multipart_upload": (MultipartUploadCompleteRequest, {"parts": [{"PartNumber": 1, "ETag": "x"}], "user_id": "alice"}),
+    "initiate_multipart_upload": (
+        MultipartUploadInitRequest,
+        {"filename": "m", "mime_type": "text/plain", "user_id": "alice"},
+    ),
+    "complete_multipart_upload": (
+        MultipartUploadCompleteRequest,
+        {"parts": [{"PartNumber": 1, "ETag": "x"}], "user_id": "alice"},
+    ),
 }
 
 
@@ -967,7 +1043,8 @@ def _upload_id_of(store: ArtifactStore, artifact_id: str) -> str:
 
 def public_methods() -> list[str]:
     return sorted(
-        name for name in dir(ArtifactStore)
+        name
+        for name in dir(ArtifactStore)
         if not name.startswith("_") and inspect.isfunction(inspect.getattr_static(ArtifactStore, name))
     )
 
@@ -1058,8 +1135,9 @@ def sometimes_valid(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     summary=any_text,
     prefix=any_text,
 )
-def test_arbitrary_text_everywhere_is_refused_or_stored_at_its_grid_key(fs, tmp_path, user, session, filename, mime,
-                                                                        summary, prefix):
+def test_arbitrary_text_everywhere_is_refused_or_stored_at_its_grid_key(
+    fs, tmp_path, user, session, filename, mime, summary, prefix
+):
     try:
         aid = fs.store(b"data", mime=mime, summary=summary, filename=filename, user_id=user, session_id=session)
     except (InvalidArgumentError, AccessDeniedError) as exc:
@@ -1067,7 +1145,13 @@ def test_arbitrary_text_everywhere_is_refused_or_stored_at_its_grid_key(fs, tmp_
     else:
         assert_grid_key(fs, aid, b"data")
         md = fs.metadata(aid)
-        assert (md.filename, md.mime, md.summary, md.session_id, md.owner_id) == (filename, mime, summary, session, user)
+        assert (md.filename, md.mime, md.summary, md.session_id, md.owner_id) == (
+            filename,
+            mime,
+            summary,
+            session,
+            user,
+        )
     for call in (
         lambda: fs.search(filename_prefix=prefix),
         lambda: fs.search(mime_prefix=prefix),

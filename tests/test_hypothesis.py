@@ -50,9 +50,7 @@ json_values = st.recursive(
 meta_dicts = st.dictionaries(storable_text.filter(bool), json_values, max_size=5)
 
 #: Ids in the allowed alphabet (the character set grid.validate_id accepts).
-valid_ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.@+=~|:-]{0,15}", fullmatch=True).filter(
-    lambda s: ".." not in s
-)
+valid_ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.@+=~|:-]{0,15}", fullmatch=True).filter(lambda s: ".." not in s)
 
 _counter = itertools.count()
 
@@ -87,8 +85,13 @@ def unique(base: str) -> str:
 def test_bytes_and_metadata_round_trip(store, data, summary, filename, meta, scope):
     identity = {} if scope == "sandbox" else {"user_id": "alice"}
     artifact_id = store.store(
-        data, mime="application/octet-stream", summary=summary, filename=filename, meta=meta,
-        scope=scope, **identity,
+        data,
+        mime="application/octet-stream",
+        summary=summary,
+        filename=filename,
+        meta=meta,
+        scope=scope,
+        **identity,
     )
 
     assert store.retrieve(artifact_id, **identity) == data
@@ -133,13 +136,18 @@ def test_any_text_is_stored_faithfully_or_refused_as_invalid(store, field, text)
 
 #: Characters at the edges of code-point order, where a prefix range's upper bound is tricky.
 _EDGE_CHARS = st.sampled_from(["a", "b", "z", "~", "é", "\ud7ff", "\ue000", "\uffff", "\U0010ffff", "/"])
-edge_names = st.lists(_EDGE_CHARS, min_size=1, max_size=4).map("".join).filter(
-    lambda n: all(part not in ("", ".", "..") for part in n.split("/"))
+edge_names = (
+    st.lists(_EDGE_CHARS, min_size=1, max_size=4)
+    .map("".join)
+    .filter(lambda n: all(part not in ("", ".", "..") for part in n.split("/")))
 )
 
 
 @PROPERTY
-@given(names=st.lists(edge_names, min_size=1, max_size=6), prefix=st.lists(_EDGE_CHARS, min_size=1, max_size=3).map("".join))
+@given(
+    names=st.lists(edge_names, min_size=1, max_size=6),
+    prefix=st.lists(_EDGE_CHARS, min_size=1, max_size=3).map("".join),
+)
 def test_filename_prefix_search_returns_exactly_the_names_with_that_prefix(memory_store, names, prefix):
     sid = memory_store.create_session(session_id=unique("pfx"))
     ids = {memory_store.store(b"x", mime="text/plain", filename=n, session_id=sid): n for n in names}
@@ -282,8 +290,10 @@ def test_access_matrix(memory_store, scope, anonymous_owner, relation, operation
 
 # -- (3) no id or filename yields a key outside its prefix --------------------------------------
 
-arbitrary_ids = st.text(max_size=20) | valid_ids | st.sampled_from(
-    ["..", ".", "a/b", "../x", "x/..", "/abs", "a..b", "", " ", "a b", "sess\n1", "ä", "a\\b"]
+arbitrary_ids = (
+    st.text(max_size=20)
+    | valid_ids
+    | st.sampled_from(["..", ".", "a/b", "../x", "x/..", "/abs", "a..b", "", " ", "a b", "sess\n1", "ä", "a\\b"])
 )
 
 

@@ -36,15 +36,20 @@ def build(store: ArtifactStore) -> dict[str, Any]:
     ctx["session"] = alice
     ctx["ids"] = store.store_batch(
         [
-            {"data": b"doc %d" % i, "mime": "text/markdown", "filename": f"docs/{i}.md",
-             "meta": {"project": "apollo", "n": i}}
+            {
+                "data": b"doc %d" % i,
+                "mime": "text/markdown",
+                "filename": f"docs/{i}.md",
+                "meta": {"project": "apollo", "n": i},
+            }
             for i in range(SIGNAL)
         ],
         session_id=alice,
     )
     store.store_batch(
         [{"data": b"img", "mime": "image/png", "filename": f"img/{i}.png"} for i in range(SIGNAL)],
-        user_id="alice", scope="user",
+        user_id="alice",
+        scope="user",
     )
     store.store_batch(
         [{"data": b"shared", "mime": "text/plain", "filename": f"shared/{i}.txt"} for i in range(SIGNAL)],
@@ -54,8 +59,12 @@ def build(store: ArtifactStore) -> dict[str, Any]:
         sid = store.create_session(user_id=f"user{u}")
         store.store_batch(
             [
-                {"data": b"x", "mime": ("text/plain", "application/json")[i % 2],
-                 "filename": f"work/{u}/{i}.txt", "meta": {"project": f"p{u}", "i": i}}
+                {
+                    "data": b"x",
+                    "mime": ("text/plain", "application/json")[i % 2],
+                    "filename": f"work/{u}/{i}.txt",
+                    "meta": {"project": f"p{u}", "i": i},
+                }
                 for i in range(20)
             ],
             session_id=sid,
@@ -71,8 +80,9 @@ def add_expired(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
         m.setattr(time, "time", lambda: now - PAST)
         sid = store.create_session(user_id="gone", ttl_hours=0.01)
         store.store_batch([{"data": b"old", "mime": "text/plain"} for _ in range(SIGNAL)], session_id=sid, ttl=60)
-        store.store_batch([{"data": b"old", "mime": "text/plain"} for _ in range(SIGNAL)], user_id="alice",
-                          scope="user", ttl=60)
+        store.store_batch(
+            [{"data": b"old", "mime": "text/plain"} for _ in range(SIGNAL)], user_id="alice", scope="user", ttl=60
+        )
 
 
 def add_noise(store: ArtifactStore, sessions: int, per_session: int) -> None:
@@ -81,8 +91,12 @@ def add_noise(store: ArtifactStore, sessions: int, per_session: int) -> None:
         sid = store.create_session(user_id=f"noise{j}")
         store.store_batch(
             [
-                {"data": b"n", "mime": "application/x-noise", "filename": f"noise/{j}/{i}",
-                 "meta": {"project": f"noise{i % 7}"}}
+                {
+                    "data": b"n",
+                    "mime": "application/x-noise",
+                    "filename": f"noise/{j}/{i}",
+                    "meta": {"project": f"noise{i % 7}"},
+                }
                 for i in range(per_session)
             ],
             session_id=sid,
@@ -111,7 +125,9 @@ REQUESTS: dict[str, Op] = {
     ),
     "get_directory_contents": lambda s, c: s.get_directory_contents(c["session"], "docs/"),
     "get_directory_contents_next_page": lambda s, c: s.get_directory_contents(
-        c["session"], "docs/", limit=2,
+        c["session"],
+        "docs/",
+        limit=2,
         cursor=s.get_directory_contents(c["session"], "docs/", limit=2).next_cursor,
     ),
     "search_by_user_and_scope": lambda s, c: s.search(user_id="alice", scope="user"),
@@ -120,7 +136,8 @@ REQUESTS: dict[str, Op] = {
     "search_by_user_and_mime_prefix": lambda s, c: s.search(user_id="alice", mime_prefix="image/"),
     "search_by_meta_filter": lambda s, c: s.search(meta_filter={"project": "apollo"}),
     "search_by_meta_filter_next_page": lambda s, c: s.search(
-        meta_filter={"project": "apollo"}, limit=2,
+        meta_filter={"project": "apollo"},
+        limit=2,
         cursor=s.search(meta_filter={"project": "apollo"}, limit=2).next_cursor,
     ),
     "search_by_two_meta_entries": lambda s, c: s.search(meta_filter={"project": "apollo", "n": 3}),
@@ -178,8 +195,11 @@ def full_scans(plan: list[str]) -> list[str]:
     """
     coroutines = {line.removeprefix("CO-ROUTINE ") for line in plan if line.startswith("CO-ROUTINE ")}
     return [
-        line for line in plan
-        if line.startswith("SCAN ") and "INDEX" not in line and line != "SCAN CONSTANT ROW"
+        line
+        for line in plan
+        if line.startswith("SCAN ")
+        and "INDEX" not in line
+        and line != "SCAN CONSTANT ROW"
         and line.removeprefix("SCAN ") not in coroutines
     ]
 
@@ -319,7 +339,6 @@ def test_step_counter_sees_a_scan_grow():
     assert large > small * 1.5 + 200
 
 
-
 def test_a_callers_prefix_search_does_not_grow_with_other_users_matches():
     """Other users' artifacts of the same MIME type and file names are unrelated to alice's
     search: it walks alice's own rows in order instead of every user's matches."""
@@ -337,9 +356,12 @@ def test_a_callers_prefix_search_does_not_grow_with_other_users_matches():
         small = {name: counter.measure(search) for name, search in searches.items()}
         for j in range(40):  # 1000 matches of other users: same MIME type, same names
             store.store_batch(
-                [{"data": b"o", "mime": ("image/png", "text/markdown")[i % 2], "filename": f"img/{i}.png"}
-                 for i in range(25)],
-                user_id=f"other{j}", ttl=None,
+                [
+                    {"data": b"o", "mime": ("image/png", "text/markdown")[i % 2], "filename": f"img/{i}.png"}
+                    for i in range(25)
+                ],
+                user_id=f"other{j}",
+                ttl=None,
             )
         large = {name: counter.measure(search) for name, search in searches.items()}
     finally:

@@ -16,9 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from chuk_artifacts import migrate
 from chuk_artifacts.schema import SCHEMA_REVISION, Base
 
-PG_ADMIN_URL = os.environ.get(
-    "CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def schema_diff(engine: sa.Engine) -> list:
@@ -62,9 +60,7 @@ def test_script_location_holds_the_alembic_environment():
 
 def test_importing_migrate_does_not_import_alembic():
     code = "import sys, chuk_artifacts.migrate; print('alembic' in sys.modules)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 

@@ -83,9 +83,7 @@ PARTS = [os.urandom(MIN + 100), os.urandom(MIN), os.urandom(300)]
 
 
 def test_three_part_upload_assembles_the_concatenated_bytes(gw, http):
-    init = initiate(
-        gw.store, scope="user", ttl=3600, meta={"project": "Q4-demo", "resolution": "4K"}
-    )
+    init = initiate(gw.store, scope="user", ttl=3600, meta={"project": "Q4-demo", "resolution": "4K"})
     etags = [upload_part(gw.store, http, init["upload_id"], n, d) for n, d in enumerate(PARTS, 1)]
     aid = complete(gw.store, init["upload_id"], list(zip([1, 2, 3], etags)), summary="4K video")
     whole = b"".join(PARTS)

@@ -71,7 +71,11 @@ def run_python(code: str, root: Path, *args: str, cwd: Path) -> Any:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -106,7 +110,11 @@ def test_bytes_of_every_scope_survive_a_restart(restarted):
 
 def test_metadata_survives_a_restart(restarted):
     assert restarted["read"]["session_meta"] == [
-        "a note", {"kind": "session", "n": 1}, "notes/a.txt", "session", "alice",
+        "a note",
+        {"kind": "session", "n": 1},
+        "notes/a.txt",
+        "session",
+        "alice",
     ]
 
 

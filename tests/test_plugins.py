@@ -48,8 +48,7 @@ from chuk_artifacts.sessions import CatalogSessions
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK_NAMES = sorted(
-    name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-    if hasattr(fn, "chuk_artifacts_spec")
+    name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "chuk_artifacts_spec")
 )
 FIRST_PARTY = {
     "redis": ("chuk-artifacts-redis", "chuk_artifacts_redis.plugin"),
@@ -120,8 +119,13 @@ class Recorder:
 
     @hookimpl
     def access_denied(
-        self, store: Any, action: str, caller: Caller, artifact_id: str | None,
-        session_id: str | None, reason: str,
+        self,
+        store: Any,
+        action: str,
+        caller: Caller,
+        artifact_id: str | None,
+        session_id: str | None,
+        reason: str,
     ) -> None:
         self.events.append(("access_denied", artifact_id, caller, (action, session_id, reason)))
 
@@ -142,10 +146,20 @@ def test_every_hookspec_has_a_test() -> None:
 
 def test_the_hook_list_is_what_the_issue_asks_for() -> None:
     assert set(HOOK_NAMES) == {
-        "storage_providers", "storage_backend", "session_providers", "session_provider",
-        "presigner", "prepare_connection", "artifact_stored", "artifact_updated",
-        "artifact_deleted", "artifact_expired", "session_created", "session_deleted",
-        "access_denied", "register_commands",
+        "storage_providers",
+        "storage_backend",
+        "session_providers",
+        "session_provider",
+        "presigner",
+        "prepare_connection",
+        "artifact_stored",
+        "artifact_updated",
+        "artifact_deleted",
+        "artifact_expired",
+        "session_created",
+        "session_deleted",
+        "access_denied",
+        "register_commands",
     }
 
 
@@ -365,7 +379,9 @@ def test_hook_artifact_stored(recorder: Recorder) -> None:
         copied = store.copy_file(one, user_id="alice")
         url, presigned = store.presign_upload_and_register(mime="text/plain", user_id="bob")
         store.receive_upload(_upload_id(url), iter([b"uploaded"]))
-        init = store.initiate_multipart_upload(MultipartUploadInitRequest(filename="f", mime_type="text/plain", user_id="carol"))
+        init = store.initiate_multipart_upload(
+            MultipartUploadInitRequest(filename="f", mime_type="text/plain", user_id="carol")
+        )
         part = store.get_part_upload_url(init["upload_id"], 1, user_id="carol")
         etag = store.receive_part(_upload_id(part), 1, iter([b"part"]))
         multipart = store.complete_multipart_upload(
@@ -431,7 +447,9 @@ def test_hook_session_created(recorder: Recorder) -> None:
         implicit = store.metadata(aid).session_id
     created = recorder.of("session_created")
     assert [(e[1], e[3]) for e in created] == [
-        (explicit, "alice"), (implicit, "bob"), ("named-on-first-use", None),
+        (explicit, "alice"),
+        (implicit, "bob"),
+        ("named-on-first-use", None),
     ]
     assert created[1][2] == Caller("bob", None)
 
@@ -475,9 +493,7 @@ def test_access_denied_in_strict_mode_is_reported(recorder: Recorder) -> None:
     assert [e[3][0] for e in recorder.of("access_denied")] == ["search"]
 
 
-def test_events_build_nothing_when_no_plugin_listens(
-    only_builtins: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_events_build_nothing_when_no_plugin_listens(only_builtins: None, monkeypatch: pytest.MonkeyPatch) -> None:
     with ArtifactStore() as store:
         aid = store.store(b"1", mime="text/plain", user_id="alice")
 
@@ -555,13 +571,15 @@ def fake_dists(tmp_path: Path) -> Path:
     """Two installed-looking distributions (dist-info + module) with ``chuk_artifacts`` entry
     points, on a directory to put on ``PYTHONPATH``."""
     for name in ("alpha", "beta"):
-        (tmp_path / f"fake_{name}.py").write_text(textwrap.dedent(f"""
+        (tmp_path / f"fake_{name}.py").write_text(
+            textwrap.dedent(f"""
             from chuk_artifacts.hookspecs import hookimpl
 
             @hookimpl
             def storage_providers():
                 return ["{name}-store"]
-        """))
+        """)
+        )
         info = tmp_path / f"fake_{name}-1.0.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fake-{name}\nVersion: 1.0\n")
@@ -627,8 +645,7 @@ def test_chuk_artifacts_plugins_empty_loads_no_entry_points(fake_dists: Path) ->
 def test_unknown_redis_session_provider_names_the_package_to_install() -> None:
     out, _ = _probe({"CHUK_ARTIFACTS_PLUGINS": ""})
     assert out["redis_error"] == (
-        "unknown session provider 'redis'; known: catalog "
-        "('redis' needs: pip install chuk-artifacts-redis)"
+        "unknown session provider 'redis'; known: catalog ('redis' needs: pip install chuk-artifacts-redis)"
     )
 
 

@@ -102,12 +102,17 @@ def test_stream_copy_and_batch_are_counted(make_store: MakeStore, backend: str) 
     assert store.usage("alice") == {"bytes": 200, "count": 2, "max_bytes": 300, "max_count": 10}
     with pytest.raises(QuotaExceededError):  # a stream of unknown length is refused at its end
         store.stream_upload(
-            StreamUploadRequest(data_stream=iter([b"x" * 60, b"y" * 60]), mime="text/plain", user_id="alice", scope="user")
+            StreamUploadRequest(
+                data_stream=iter([b"x" * 60, b"y" * 60]), mime="text/plain", user_id="alice", scope="user"
+            )
         )
     with pytest.raises(QuotaExceededError):  # with content_length, before a byte is sent
         store.stream_upload(
             StreamUploadRequest(
-                data_stream=iter([b"never read"]), mime="text/plain", user_id="alice", scope="user",
+                data_stream=iter([b"never read"]),
+                mime="text/plain",
+                user_id="alice",
+                scope="user",
                 content_length=101,
             )
         )

@@ -60,9 +60,7 @@ QUICK = 10.0
 
 
 @pytest.fixture
-def make(
-    seaweedfs: Any, weed_bucket: str, tmp_path: Path
-) -> Iterator[Callable[..., ArtifactStore]]:
+def make(seaweedfs: Any, weed_bucket: str, tmp_path: Path) -> Iterator[Callable[..., ArtifactStore]]:
     """``make(**overrides)``: a store on this test's SeaweedFS bucket; all closed afterwards."""
     made: list[ArtifactStore] = []
 
@@ -113,9 +111,7 @@ def with_query(url: str, **changes: str) -> str:
     pairs = []
     for pair in parts.query.split("&"):
         name = unquote(pair.split("=", 1)[0])
-        pairs.append(
-            f"{pair.split('=', 1)[0]}={quote(changes[name], safe='')}" if name in changes else pair
-        )
+        pairs.append(f"{pair.split('=', 1)[0]}={quote(changes[name], safe='')}" if name in changes else pair)
     assert set(changes) <= {unquote(p.split("=", 1)[0]) for p in parts.query.split("&")}
     return urlunsplit(parts._replace(query="&".join(pairs)))
 
@@ -180,9 +176,7 @@ def backend_upload(store: ArtifactStore, upload_id: str) -> dict[str, Any]:
 
 def initiate(store: ArtifactStore, **kwargs: Any) -> dict[str, Any]:
     return store.initiate_multipart_upload(
-        MultipartUploadInitRequest(
-            filename="big.bin", mime_type="application/octet-stream", **kwargs
-        )
+        MultipartUploadInitRequest(filename="big.bin", mime_type="application/octet-stream", **kwargs)
     )
 
 
@@ -207,9 +201,7 @@ def sha256(data: bytes) -> str:
 
 
 def streamed(store: ArtifactStore, artifact_id: str) -> bytes:
-    return b"".join(
-        store.stream_download(StreamDownloadRequest(artifact_id=artifact_id, chunk_size=MIB))
-    )
+    return b"".join(store.stream_download(StreamDownloadRequest(artifact_id=artifact_id, chunk_size=MIB)))
 
 
 # -- the server itself ---------------------------------------------------------------------------
@@ -227,9 +219,7 @@ def test_seaweedfs_checks_signatures(seaweedfs, weed_bucket):
         region_name="us-east-1",
         aws_access_key_id=seaweedfs.keys["aws_access_key_id"],
         aws_secret_access_key="not-the-secret",
-        config=Config(
-            signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}
-        ),
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
     with pytest.raises(ClientError) as info:
         forger.put_object(Bucket=weed_bucket, Key="forged", Body=b"x")
@@ -267,9 +257,7 @@ def test_tampered_or_retargeted_download_url_is_refused(s3, seaweedfs, weed_buck
     assert http("GET", url).body == b"public bytes"
     # The helpers keep a URL valid when they change nothing: a 403 below is the change's doing.
     assert http("GET", with_query(url, **{"X-Amz-Expires": "600"})).body == b"public bytes"
-    assert (
-        http("GET", retargeted(url, weed_bucket, s3.metadata(public).key)).body == b"public bytes"
-    )
+    assert http("GET", retargeted(url, weed_bucket, s3.metadata(public).key)).body == b"public bytes"
 
     for bad in (
         tampered(url),
@@ -310,9 +298,7 @@ def test_presigned_put_then_register_records_real_size_and_sha256(s3, seaweedfs,
     assert s3.metadata(aid).sha256 == sha256(data)
 
 
-def test_tampered_or_retargeted_upload_url_is_refused_and_changes_nothing(
-    s3, seaweedfs, weed_bucket, http
-):
+def test_tampered_or_retargeted_upload_url_is_refused_and_changes_nothing(s3, seaweedfs, weed_bucket, http):
     victim = s3.store(b"original", mime="text/plain")
     victim_key = s3.metadata(victim).key
     url, aid = s3.presign_upload(filename="x.bin")
@@ -367,9 +353,7 @@ def three_parts() -> list[bytes]:
     return [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(123_457)]
 
 
-def test_multipart_upload_of_three_parts_through_part_urls(
-    s3, seaweedfs, weed_bucket, http, three_parts
-):
+def test_multipart_upload_of_three_parts_through_part_urls(s3, seaweedfs, weed_bucket, http, three_parts):
     init = initiate(s3, summary="three parts")
     upload = backend_upload(s3, init["upload_id"])
     etags = [put_part(s3, http, init["upload_id"], n, d) for n, d in enumerate(three_parts, 1)]
@@ -410,9 +394,7 @@ def _part_url_for(store: ArtifactStore, upload: dict[str, Any], number: int) -> 
     return store.presigner.part_url(upload, number, 60)
 
 
-def test_multipart_wrong_etag_missing_or_small_part_registers_nothing(
-    s3, seaweedfs, weed_bucket, http, three_parts
-):
+def test_multipart_wrong_etag_missing_or_small_part_registers_nothing(s3, seaweedfs, weed_bucket, http, three_parts):
     init = initiate(s3)
     upload = backend_upload(s3, init["upload_id"])
     etags = [put_part(s3, http, init["upload_id"], n, d) for n, d in enumerate(three_parts, 1)]
@@ -526,11 +508,7 @@ def test_stream_upload_of_256_mib_keeps_rss_growth_under_64_mib(seaweedfs, weed_
     subprocess's peak RSS grows by less than 64 MiB and the sha256 matches end to end."""
     total_mib, limit_mib = 256, 64
     options = seaweedfs.store_options(weed_bucket, tmp_path)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ARTIFACT_", "AWS_", "S3_", "IBM_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTIFACT_", "AWS_", "S3_", "IBM_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [
@@ -567,9 +545,7 @@ def test_stream_upload_of_256_mib_keeps_rss_growth_under_64_mib(seaweedfs, weed_
 
 
 @pytest.mark.parametrize("provider", ["ibm_cos", "vfs-ibm-cos"])
-def test_ibm_cos_configured_from_the_environment(
-    seaweedfs, weed_bucket, tmp_path, monkeypatch, http, provider
-):
+def test_ibm_cos_configured_from_the_environment(seaweedfs, weed_bucket, tmp_path, monkeypatch, http, provider):
     monkeypatch.setenv("ARTIFACT_PROVIDER", provider)
     monkeypatch.setenv("IBM_COS_ACCESS_KEY", seaweedfs.keys["aws_access_key_id"])
     monkeypatch.setenv("IBM_COS_SECRET_KEY", seaweedfs.keys["aws_secret_access_key"])
@@ -594,9 +570,7 @@ def test_ibm_cos_configured_from_the_environment(
 
         url = store.presign_short(aid)
         assert url.startswith(seaweedfs.endpoint + "/" + weed_bucket + "/")
-        assert query_of(url)["X-Amz-Credential"].startswith(
-            seaweedfs.keys["aws_access_key_id"] + "/"
-        )
+        assert query_of(url)["X-Amz-Credential"].startswith(seaweedfs.keys["aws_access_key_id"] + "/")
         assert http("GET", url).body == b"cos bytes"
         refused(http("GET", tampered(url)))
 
@@ -642,9 +616,7 @@ def test_sse_algorithm_is_requested_on_every_write(make, seaweedfs, weed_bucket,
 
     seen.clear()
     big = os.urandom(MIB)
-    streamed_id = store.stream_upload(
-        StreamUploadRequest(data_stream=[big] * 20, mime="application/octet-stream")
-    )
+    streamed_id = store.stream_upload(StreamUploadRequest(data_stream=[big] * 20, mime="application/octet-stream"))
     assert _headers_of(seen, "CreateMultipartUpload") == {"AES256"}
     assert len([op for op, _ in seen if op == "UploadPart"]) >= 2  # really a multipart write
     assert "CompleteMultipartUpload" in {op for op, _ in seen}
@@ -660,10 +632,7 @@ def test_sse_algorithm_is_requested_on_every_write(make, seaweedfs, weed_bucket,
     assert _headers_of(seen, "CreateMultipartUpload") == {"AES256"}
 
     for aid in (put, streamed_id, registered):
-        assert (
-            head(seaweedfs, weed_bucket, store.metadata(aid).key).get("ServerSideEncryption")
-            == "AES256"
-        )
+        assert head(seaweedfs, weed_bucket, store.metadata(aid).key).get("ServerSideEncryption") == "AES256"
     assert store.retrieve(streamed_id) == big * 20
 
 
@@ -692,9 +661,7 @@ FAILURES = {
         "aws_access_key_id": "nobody",
         "aws_secret_access_key": "wrong",
     },
-    "endpoint_unreachable": lambda server: {
-        "s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}"
-    },
+    "endpoint_unreachable": lambda server: {"s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}"},
 }
 
 
@@ -730,9 +697,7 @@ def test_failures_are_quick_clear_provider_errors(make, seaweedfs, case):
     assert store.search() == []  # nothing registered
 
     sent: list[str] = []
-    store.blobs.fs.s3.meta.events.register(
-        "before-send.s3", lambda request, **_: sent.append(request.method)
-    )
+    store.blobs.fs.s3.meta.events.register("before-send.s3", lambda request, **_: sent.append(request.method))
     started = time.monotonic()
     report = store.validate_configuration()
     assert time.monotonic() - started < QUICK
@@ -765,9 +730,7 @@ def _outcome_within(seconds: float, call: Callable[[], Any]) -> Any:
     return box[0]
 
 
-def test_an_endpoint_that_never_answers_fails_within_the_configured_timeout(
-    make, seaweedfs, monkeypatch
-):
+def test_an_endpoint_that_never_answers_fails_within_the_configured_timeout(make, seaweedfs, monkeypatch):
     """A server that accepts connections and never answers (a hung proxy, a black-holed
     port): the configured read timeout bounds every call, however many retries there are."""
     silent = socket.socket()
@@ -796,9 +759,7 @@ def test_s3_timeouts_are_validated(monkeypatch, value):
         Settings.from_env()
 
 
-def test_no_credentials_anywhere_is_a_clear_provider_error(
-    seaweedfs, weed_bucket, tmp_path, no_aws_profile
-):
+def test_no_credentials_anywhere_is_a_clear_provider_error(seaweedfs, weed_bucket, tmp_path, no_aws_profile):
     settings = Settings(
         storage_provider="s3",
         bucket=weed_bucket,
@@ -865,9 +826,7 @@ def test_one_client_per_store_reused_across_operations(make, client_creations, h
         assert store.exists(aid)
         store.metadata(aid)
         assert http("GET", store.presign(aid, expires=60)).status == 200
-    big = store.stream_upload(
-        StreamUploadRequest(data_stream=[os.urandom(MIB)] * 10, mime="application/octet-stream")
-    )
+    big = store.stream_upload(StreamUploadRequest(data_stream=[os.urandom(MIB)] * 10, mime="application/octet-stream"))
     assert len(streamed(store, big)) == 10 * MIB
     url, pending = store.presign_upload(filename="p.bin")
     assert http("PUT", url, data=b"p").status == 200
@@ -907,9 +866,7 @@ def _works(store: ArtifactStore, http: Any) -> None:
     assert http("GET", store.presign(aid, expires=60)).body == b"via the chain"  # presigner too
 
 
-def test_default_credential_chain_from_environment(
-    seaweedfs, weed_bucket, tmp_path, monkeypatch, no_aws_profile, http
-):
+def test_default_credential_chain_from_environment(seaweedfs, weed_bucket, tmp_path, monkeypatch, no_aws_profile, http):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.keys["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.keys["aws_secret_access_key"])
     with ArtifactStore(settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "env")) as store:
@@ -944,9 +901,7 @@ def test_default_credential_chain_is_resolved_per_store(
     the environment changed uses the new keys (rotated keys, another account in one process)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.keys["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-stale-secret")
-    with ArtifactStore(
-        settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "stale")
-    ) as stale:
+    with ArtifactStore(settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "stale")) as stale:
         with pytest.raises(ProviderError) as info:
             stale.store(b"x", mime="text/plain")
         assert info.value.reason == "access_denied"
@@ -954,9 +909,7 @@ def test_default_credential_chain_is_resolved_per_store(
         refused(http("PUT", url, data=b"x"))
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.keys["aws_secret_access_key"])
-    with ArtifactStore(
-        settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "fresh")
-    ) as fresh:
+    with ArtifactStore(settings=_chain_settings(seaweedfs, weed_bucket, tmp_path, "fresh")) as fresh:
         _works(fresh, http)
 
 

@@ -111,7 +111,10 @@ def test_four_processes_of_mixed_operations_lose_nothing(shared):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(n), str(store.test_ops), shared_id],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for n in range(4)
     ]
@@ -135,15 +138,18 @@ def test_two_concurrent_cleanups_remove_each_expired_artifact_exactly_once(share
     for batch in range(10):
         store.store_batch(
             [{"data": f"{batch}-{i}".encode(), "mime": "text/plain"} for i in range(500)],
-            user_id=f"user-{batch % 3}", scope="user", ttl=3600,
+            user_id=f"user-{batch % 3}",
+            scope="user",
+            ttl=3600,
         )
     keeper = store.store(b"keep", mime="text/plain", user_id="keeper", scope="user")
     with store.catalog.write() as conn:  # make the 5,000 expire without waiting an hour
         conn.exec_driver_sql("UPDATE artifacts SET expires_at = 1 WHERE expires_at IS NOT NULL")
 
     procs = [
-        subprocess.Popen([sys.executable, "-c", CLEANER], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CLEANER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     removed = []

@@ -188,8 +188,17 @@ def test_search_by_admin_without_filters_returns_everything_live(store):
     assert sorted(ids(store.search())) == sorted([a, b, c])
 
 
-@pytest.mark.parametrize("bad", [{"meta_filter": "k=v"}, {"meta_filter": ["k"]}, {"meta_filter": {"k": object()}},
-                                 {"scope": "everything"}, {"mime_prefix": 5}, {"filename_prefix": b"x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"meta_filter": "k=v"},
+        {"meta_filter": ["k"]},
+        {"meta_filter": {"k": object()}},
+        {"scope": "everything"},
+        {"mime_prefix": 5},
+        {"filename_prefix": b"x"},
+    ],
+)
 def test_search_refuses_bad_filters(mem, bad):
     with pytest.raises(InvalidArgumentError):
         mem.search(**bad)
@@ -302,8 +311,18 @@ def test_pagination_is_stable_when_artifacts_are_added_between_pages(store):
     assert ids(first) + ids(second) == made + [later]
 
 
-@pytest.mark.parametrize("cursor", ["garbage!!", "bm90IGpzb24", encode_cursor([1, 2, 3]), encode_cursor(["abc"]),
-                                    encode_cursor([None]), encode_cursor([1.5]), 12345])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage!!",
+        "bm90IGpzb24",
+        encode_cursor([1, 2, 3]),
+        encode_cursor(["abc"]),
+        encode_cursor([None]),
+        encode_cursor([1.5]),
+        12345,
+    ],
+)
 def test_search_refuses_an_invalid_cursor(mem, cursor):
     mem.store(b"x", mime="text/plain", user_id="alice")
     with pytest.raises(InvalidArgumentError):
@@ -323,7 +342,9 @@ def test_a_forged_cursor_is_refused_on_every_catalog(store):
             call()
 
 
-@pytest.mark.parametrize("cursor", ["garbage!!", encode_cursor([1]), encode_cursor([5, "x"]), encode_cursor(["a", "b"])])
+@pytest.mark.parametrize(
+    "cursor", ["garbage!!", encode_cursor([1]), encode_cursor([5, "x"]), encode_cursor(["a", "b"])]
+)
 def test_get_directory_contents_refuses_an_invalid_cursor(mem, cursor):
     sid = mem.create_session(user_id="alice")
     mem.store(b"x", mime="text/plain", session_id=sid, filename="a.txt")

@@ -20,9 +20,24 @@ from chuk_artifacts import (
 
 #: The field names of the published package's metadata, plus expires_at.
 SEED_FIELDS = {
-    "artifact_id", "session_id", "sandbox_id", "key", "mime", "summary", "meta", "filename",
-    "bytes", "sha256", "stored_at", "ttl", "scope", "owner_id", "storage_provider",
-    "session_provider", "updated_at", "expires_at",
+    "artifact_id",
+    "session_id",
+    "sandbox_id",
+    "key",
+    "mime",
+    "summary",
+    "meta",
+    "filename",
+    "bytes",
+    "sha256",
+    "stored_at",
+    "ttl",
+    "scope",
+    "owner_id",
+    "storage_provider",
+    "session_provider",
+    "updated_at",
+    "expires_at",
 }
 
 
@@ -147,8 +162,12 @@ def test_metadata_has_every_seed_field_and_expires_at(store):
 def test_metadata_reports_what_was_stored(store):
     data = b"hello world"
     aid = store.store(
-        data, mime="text/plain", summary="greeting", meta={"a": 1, "nested": {"b": [1, 2]}},
-        filename="hello.txt", user_id="alice",
+        data,
+        mime="text/plain",
+        summary="greeting",
+        meta={"a": 1, "nested": {"b": [1, 2]}},
+        filename="hello.txt",
+        user_id="alice",
     )
     meta = store.metadata(aid)
     assert meta.artifact_id == aid
@@ -218,8 +237,13 @@ def test_bytes_live_at_the_grid_key(store):
 
 
 def test_unicode_filenames_and_summaries_round_trip(store):
-    aid = store.store(b"x", mime="application/pdf", filename="docs/résumé 2024 (v2).pdf",
-                      summary="Lebenslauf — 履歴書", user_id="alice")
+    aid = store.store(
+        b"x",
+        mime="application/pdf",
+        filename="docs/résumé 2024 (v2).pdf",
+        summary="Lebenslauf — 履歴書",
+        user_id="alice",
+    )
     meta = store.metadata(aid)
     assert (meta.filename, meta.summary) == ("docs/résumé 2024 (v2).pdf", "Lebenslauf — 履歴書")
     assert [m.artifact_id for m in store.search(filename_prefix="docs/résumé")] == [aid]
@@ -580,7 +604,8 @@ def test_store_batch_failing_at_the_catalog_leaves_no_bytes_behind(store, monkey
 def test_store_batch_applies_the_batch_ttl_unless_an_item_overrides_it(store):
     ids = store.store_batch(
         [{"data": b"a", "mime": "text/plain"}, {"data": b"b", "mime": "text/plain", "ttl": 60}],
-        ttl=300, user_id="alice",
+        ttl=300,
+        user_id="alice",
     )
     assert [store.metadata(i).ttl for i in ids] == [300, 60]
 

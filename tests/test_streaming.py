@@ -24,7 +24,7 @@ DATA = os.urandom(10 * 1000 + 37)
 
 def chunked(data: bytes, size: int):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 def upload(store, stream, **kwargs):
@@ -82,8 +82,14 @@ def test_stream_upload_records_size_and_sha256(store):
 
 def test_stream_upload_keeps_the_metadata(store):
     aid = upload(
-        store, [b"x"], mime="text/plain", summary="s", filename="dir/a.txt", meta={"k": 1},
-        scope="user", ttl=None,
+        store,
+        [b"x"],
+        mime="text/plain",
+        summary="s",
+        filename="dir/a.txt",
+        meta={"k": 1},
+        scope="user",
+        ttl=None,
     )
     meta = store.metadata(aid, user_id="alice")
     assert (meta.mime, meta.summary, meta.filename, meta.meta) == ("text/plain", "s", "dir/a.txt", {"k": 1})
@@ -443,9 +449,7 @@ def test_async_content_length_mismatch_leaves_nothing(astore, store):
         yield b"x" * 100
 
     async def main():
-        await astore.stream_upload(
-            StreamUploadRequest(data_stream=source(), mime="text/plain", content_length=101)
-        )
+        await astore.stream_upload(StreamUploadRequest(data_stream=source(), mime="text/plain", content_length=101))
 
     before = blob_keys(store)
     with pytest.raises(InvalidArgumentError):
@@ -467,9 +471,7 @@ def test_abandoned_async_upload_leaves_no_row_and_no_blob(astore, store):
             await never.wait()
             yield b"never sent"
 
-        task = asyncio.create_task(
-            astore.stream_upload(StreamUploadRequest(data_stream=source(), mime="text/plain"))
-        )
+        task = asyncio.create_task(astore.stream_upload(StreamUploadRequest(data_stream=source(), mime="text/plain")))
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -525,6 +527,7 @@ def test_seed_streaming_upload_with_progress(seed_backend, tmp_path, large_video
 
     async def main():
         async with async_store(seed_backend, tmp_path) as store:
+
             async def file_chunks():
                 with open(large_video, "rb") as f:  # noqa: ASYNC230 (as in the seed README)
                     while chunk := f.read(65536):  # 64KB chunks
@@ -560,9 +563,7 @@ def test_seed_streaming_download_to_a_file(seed_backend, tmp_path, large_video):
 
     async def main():
         async with async_store(seed_backend, tmp_path) as store:
-            artifact_id = await store.store(
-                large_video.read_bytes(), mime="video/mp4", summary="v", user_id="alice"
-            )
+            artifact_id = await store.store(large_video.read_bytes(), mime="video/mp4", summary="v", user_id="alice")
 
             def progress_callback(bytes_received, total_bytes):
                 received.append((bytes_received, total_bytes))
@@ -602,6 +603,7 @@ def test_seed_user_scoped_streaming_with_access_control(seed_backend, tmp_path):
 
     async def main():
         async with async_store(seed_backend, tmp_path) as store:
+
             async def data_generator():
                 for chunk in payload:
                     yield chunk
@@ -646,6 +648,7 @@ def test_seed_concurrent_streaming_uploads(seed_backend, tmp_path):
 
     async def main():
         async with async_store(seed_backend, tmp_path) as store:
+
             async def upload_file(file_path):
                 async def file_chunks():
                     with open(file_path, "rb") as f:  # noqa: ASYNC230 (as in the seed README)

@@ -39,7 +39,9 @@ def source():
         yield chunk
 """
 
-_SYNC = _COMMON + """
+_SYNC = (
+    _COMMON
+    + """
 warm = store.stream_upload(StreamUploadRequest(data_stream=[os.urandom(MIB)] * 2, mime="application/octet-stream"))
 for _ in store.stream_download(StreamDownloadRequest(artifact_id=warm)):
     pass
@@ -56,8 +58,11 @@ assert got.hexdigest() == sent.hexdigest() == store.metadata(aid).sha256
 print("GROWTH_KIB", peak_kib() - baseline)
 store.close()
 """
+)
 
-_ASYNC = _COMMON + """
+_ASYNC = (
+    _COMMON
+    + """
 astore = AsyncArtifactStore(sync_store=store)
 
 async def asource(n):
@@ -85,6 +90,7 @@ async def main():
 asyncio.run(main())
 store.close()
 """
+)
 
 
 def _peak_growth_mib(script: str, tmp_path: Path) -> float:
@@ -93,7 +99,11 @@ def _peak_growth_mib(script: str, tmp_path: Path) -> float:
         del env[var]
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "artifacts"), str(TOTAL_MIB)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("GROWTH_KIB")][-1]

@@ -22,8 +22,18 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # features and policy: the rules a request passes through on its way down (``core``: the
     # parts a store is made of; the feature modules: its public methods by feature)
     "policy": (
-        "core", "listing", "streaming", "presign", "uploads", "maintenance", "session_methods",
-        "access", "policy", "writes", "events", "fsck",
+        "core",
+        "listing",
+        "streaming",
+        "presign",
+        "uploads",
+        "maintenance",
+        "session_methods",
+        "access",
+        "policy",
+        "writes",
+        "events",
+        "fsck",
     ),
     # plugin plumbing: the plugin manager, the hooks, the interfaces and the built-in plugins
     # (``sessions``: the catalog session provider)
@@ -195,7 +205,9 @@ def test_a_module_is_in_one_layer_only() -> None:
 def test_no_import_cycles() -> None:
     cycles = _cycles(GRAPH)
     assert not cycles, "import cycles in the package:\n" + "\n".join(
-        "  " + " → ".join(cycle) + "\n"
+        "  "
+        + " → ".join(cycle)
+        + "\n"
         + "".join(f"      {_edge(a, b)}\n" for a, b in zip(cycle, cycle[1:]))
         + (f"    (and more: these all import each other: {', '.join(group)})\n" if len(group) > len(cycle) - 1 else "")
         for cycle, group in cycles
@@ -207,8 +219,10 @@ def test_backends_import_no_upper_layer() -> None:
     allowed = {m for layer in BACKEND_MAY_IMPORT for m in LAYERS[layer]}
     bad = [
         _edge(source, target) + f" [{LAYER_OF.get(target, 'unmapped')}]"
-        for source in sorted(GRAPH) if LAYER_OF.get(source) == "backends"
-        for target in sorted(GRAPH[source]) if target not in allowed
+        for source in sorted(GRAPH)
+        if LAYER_OF.get(source) == "backends"
+        for target in sorted(GRAPH[source])
+        if target not in allowed
     ]
     assert not bad, "backend modules import modules above them:\n  " + "\n  ".join(bad)
 
@@ -216,13 +230,12 @@ def test_backends_import_no_upper_layer() -> None:
 def test_lower_layers_do_not_import_upper_ones() -> None:
     bad = [
         f"{_edge(source, target)} [{LAYER_OF[source]} imports {LAYER_OF[target]}]"
-        for source in sorted(GRAPH) if source in LAYER_OF
+        for source in sorted(GRAPH)
+        if source in LAYER_OF
         for target in sorted(GRAPH[source])
         if target in LAYER_OF and RANK[LAYER_OF[target]] < RANK[LAYER_OF[source]]
     ]
-    assert not bad, "imports against the layering (top first: " + " → ".join(LAYERS) + "):\n  " + (
-        "\n  ".join(bad)
-    )
+    assert not bad, "imports against the layering (top first: " + " → ".join(LAYERS) + "):\n  " + ("\n  ".join(bad))
 
 
 # -- the checker itself, on small made-up packages -------------------------------------------

@@ -67,8 +67,9 @@ def test_a_user_scoped_artifact_may_have_a_ttl(store, clock):
 
 @pytest.mark.parametrize("scope", ["session", "user", "sandbox"])
 def test_ttl_none_never_expires(store, clock, scope):
-    aid = store.store(b"forever", mime="text/plain", user_id=None if scope == "sandbox" else "alice",
-                      scope=scope, ttl=None)
+    aid = store.store(
+        b"forever", mime="text/plain", user_id=None if scope == "sandbox" else "alice", scope=scope, ttl=None
+    )
     meta = store.metadata(aid)
     assert (meta.ttl, meta.expires_at) == (None, None)
     clock.advance(TEN_YEARS)
@@ -79,8 +80,9 @@ def test_ttl_none_never_expires(store, clock, scope):
 
 @pytest.mark.parametrize("scope", ["user", "sandbox"])
 def test_ttl_none_survives_cleanup_after_ten_years(store, clock, scope):
-    aid = store.store(b"forever", mime="text/plain", user_id=None if scope == "sandbox" else "alice",
-                      scope=scope, ttl=None)
+    aid = store.store(
+        b"forever", mime="text/plain", user_id=None if scope == "sandbox" else "alice", scope=scope, ttl=None
+    )
     clock.advance(TEN_YEARS)
     store.cleanup_expired_sessions()
     assert store.retrieve(aid) == b"forever"

@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None,
-         timeout: float = 180) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout,
-                            check=False)
+def _run(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout, check=False
+    )
     assert result.returncode == 0, (
         f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
         f"{result.stdout.decode(errors='replace')[-3000:]}\n{result.stderr.decode(errors='replace')[-3000:]}"
@@ -42,8 +44,17 @@ def test_the_wheel_ships_its_migrations_and_a_working_chuk_admin(tmp_path: Path)
 
     env = {**clean, "CHUK_ARTIFACTS_HOME": str(tmp_path / "home")}
     admin = bin_dir / "chuk-admin"
-    location = _run(bin_dir / "python", "-c", "import chuk_artifacts.migrate as m; print(m.script_location())",
-                    cwd=work, env=env).stdout.decode().strip()
+    location = (
+        _run(
+            bin_dir / "python",
+            "-c",
+            "import chuk_artifacts.migrate as m; print(m.script_location())",
+            cwd=work,
+            env=env,
+        )
+        .stdout.decode()
+        .strip()
+    )
     assert Path(location).name == "_migrations" and str(venv) in location and str(ROOT) not in location
 
     upgraded = _run(admin, "migrate", "upgrade", cwd=work, env=env).stdout.decode()

@@ -71,13 +71,17 @@ def main() -> None:
 
     default = aio._BRIDGE_BYTES
     mib = SIZE / MiB
-    compare({
-        "sync download": timed(sync_download, mib),
-        "facade, 1 MiB batches (current)": timed(lambda: asyncio.run(facade(MiB)), mib),
-        "facade, 8 MiB batches": timed(lambda: asyncio.run(facade(8 * MiB)), mib),
-        "reader thread, 1 MiB x 2": timed(lambda: asyncio.run(reader_thread(MiB)), mib),
-        "reader thread, 8 MiB x 2": timed(lambda: asyncio.run(reader_thread(8 * MiB)), mib),
-    }, rounds=7, unit="MiB/s")
+    compare(
+        {
+            "sync download": timed(sync_download, mib),
+            "facade, 1 MiB batches (current)": timed(lambda: asyncio.run(facade(MiB)), mib),
+            "facade, 8 MiB batches": timed(lambda: asyncio.run(facade(8 * MiB)), mib),
+            "reader thread, 1 MiB x 2": timed(lambda: asyncio.run(reader_thread(MiB)), mib),
+            "reader thread, 8 MiB x 2": timed(lambda: asyncio.run(reader_thread(8 * MiB)), mib),
+        },
+        rounds=7,
+        unit="MiB/s",
+    )
     aio._BRIDGE_BYTES = default
     store.close()
 

@@ -38,8 +38,10 @@ def compare(cases: dict[str, Callable[[], float]], rounds: int, unit: str) -> No
 
 def timed(fn: Callable[[], Any], amount: float) -> Callable[[], float]:
     """A case returning ``amount`` per second of ``fn``."""
+
     def case() -> float:
         t = time.perf_counter()
         fn()
         return amount / (time.perf_counter() - t)
+
     return case

@@ -59,8 +59,10 @@ def main() -> None:
                 assert len(f.read()) == row["bytes"]
 
     local = threading.local()
-    sql = ("SELECT a.*, s.expires_at AS session_expires_at FROM artifacts a "
-           "LEFT JOIN sessions s ON s.sandbox_id = ? AND s.session_id = ? WHERE a.artifact_id = ?")
+    sql = (
+        "SELECT a.*, s.expires_at AS session_expires_at FROM artifacts a "
+        "LEFT JOIN sessions s ON s.sandbox_id = ? AND s.session_id = ? WHERE a.artifact_id = ?"
+    )
 
     def driver_level() -> None:
         for i in range(N):
@@ -76,12 +78,16 @@ def main() -> None:
             with open(store.blobs.path(row["key"]), "rb") as f:
                 assert len(f.read()) == row["bytes"]
 
-    compare({
-        "raw select + read": timed(ref, N),
-        "retrieve (current)": timed(current, N),
-        "P1 one read transaction": timed(one_transaction, N),
-        "P2 driver-level joined SELECT": timed(driver_level, N),
-    }, rounds=7, unit="ops/s")
+    compare(
+        {
+            "raw select + read": timed(ref, N),
+            "retrieve (current)": timed(current, N),
+            "P1 one read transaction": timed(one_transaction, N),
+            "P2 driver-level joined SELECT": timed(driver_level, N),
+        },
+        rounds=7,
+        unit="ops/s",
+    )
     store.close()
 
 

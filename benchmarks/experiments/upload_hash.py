@@ -66,15 +66,20 @@ def main() -> None:
             else:
                 os.unlink(created)
             return rate
+
         return run
 
-    compare({
-        "raw copy + fsync": case("raw_upload_fsync", current),
-        "upload (current)": case("upload", current),
-        "upload, hash overlapped": case("upload", copy_stream_overlapped),
-        "async_upload (current)": case("async_upload", current),
-        "async_upload, hash overlapped": case("async_upload", copy_stream_overlapped),
-    }, rounds=8, unit="MiB/s")
+    compare(
+        {
+            "raw copy + fsync": case("raw_upload_fsync", current),
+            "upload (current)": case("upload", current),
+            "upload, hash overlapped": case("upload", copy_stream_overlapped),
+            "async_upload (current)": case("async_upload", current),
+            "async_upload, hash overlapped": case("async_upload", copy_stream_overlapped),
+        },
+        rounds=8,
+        unit="MiB/s",
+    )
     streaming.copy_stream = current
     store.close()
 

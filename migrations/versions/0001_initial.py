@@ -54,9 +54,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("artifact_id", name=op.f("uq_artifacts_artifact_id")),
         sa.UniqueConstraint("key", name=op.f("uq_artifacts_key")),
     )
-    op.create_index(
-        "ix_artifacts_owner", "artifacts", ["sandbox_id", "owner_id", "scope", "row_id"]
-    )
+    op.create_index("ix_artifacts_owner", "artifacts", ["sandbox_id", "owner_id", "scope", "row_id"])
     op.create_index("ix_artifacts_owner_all", "artifacts", ["sandbox_id", "owner_id", "row_id"])
     op.create_index("ix_artifacts_session", "artifacts", ["sandbox_id", "session_id", "row_id"])
     op.create_index(

@@ -30,9 +30,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_blob_intents")),
     )
-    op.create_index(
-        "ix_blob_intents_created_at", "blob_intents", ["sandbox_id", "created_at"], unique=False
-    )
+    op.create_index("ix_blob_intents_created_at", "blob_intents", ["sandbox_id", "created_at"], unique=False)
 
     op.create_table(
         "quota_usage",

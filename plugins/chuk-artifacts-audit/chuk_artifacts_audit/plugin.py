@@ -33,23 +33,45 @@ def sink_for(store: Any) -> Sink | None:
         return sink
 
 
-def _record(store: Any, action: str, caller: Any, *, outcome: str = "allowed",
-            session_id: str | None = None, artifact_id: str | None = None, **detail: Any) -> None:
+def _record(
+    store: Any,
+    action: str,
+    caller: Any,
+    *,
+    outcome: str = "allowed",
+    session_id: str | None = None,
+    artifact_id: str | None = None,
+    **detail: Any,
+) -> None:
     sink = sink_for(store)
     if sink is None:
         return
-    sink.record(entry(
-        sandbox_id=store.sandbox_id, action=action, outcome=outcome, user_id=caller.user_id,
-        session_id=session_id if session_id is not None else caller.session_id,
-        artifact_id=artifact_id, detail={k: v for k, v in detail.items() if v is not None},
-    ))
+    sink.record(
+        entry(
+            sandbox_id=store.sandbox_id,
+            action=action,
+            outcome=outcome,
+            user_id=caller.user_id,
+            session_id=session_id if session_id is not None else caller.session_id,
+            artifact_id=artifact_id,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+    )
 
 
 def _artifact(store: Any, action: str, metadata: Any, caller: Any) -> None:
     _record(
-        store, action, caller, artifact_id=metadata.artifact_id, scope=metadata.scope,
-        owner_id=metadata.owner_id, artifact_session_id=metadata.session_id, key=metadata.key,
-        bytes=metadata.bytes, sha256=metadata.sha256, filename=metadata.filename,
+        store,
+        action,
+        caller,
+        artifact_id=metadata.artifact_id,
+        scope=metadata.scope,
+        owner_id=metadata.owner_id,
+        artifact_session_id=metadata.session_id,
+        key=metadata.key,
+        bytes=metadata.bytes,
+        sha256=metadata.sha256,
+        filename=metadata.filename,
     )
 
 
@@ -87,10 +109,10 @@ def session_deleted(store: Any, session_id: str, caller: Any, expired: bool) -> 
 
 
 @hookimpl
-def access_denied(store: Any, action: str, caller: Any, artifact_id: str | None,
-                  session_id: str | None, reason: str) -> None:
-    _record(store, action, caller, outcome="denied", session_id=session_id,
-            artifact_id=artifact_id, reason=reason)
+def access_denied(
+    store: Any, action: str, caller: Any, artifact_id: str | None, session_id: str | None, reason: str
+) -> None:
+    _record(store, action, caller, outcome="denied", session_id=session_id, artifact_id=artifact_id, reason=reason)
 
 
 # -- chuk-admin audit ------------------------------------------------------------------------
@@ -99,8 +121,12 @@ def access_denied(store: Any, action: str, caller: Any, artifact_id: str | None,
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.command(name="audit")
-    @click.option("--log", "log_spec", envvar=ENV_VAR,
-                  help="Where the trail is: 'catalog' (default) or 'jsonl:PATH' (CHUK_AUDIT_LOG).")
+    @click.option(
+        "--log",
+        "log_spec",
+        envvar=ENV_VAR,
+        help="Where the trail is: 'catalog' (default) or 'jsonl:PATH' (CHUK_AUDIT_LOG).",
+    )
     @click.option("--catalog", envvar="ARTIFACT_CATALOG_URL", help="Catalog database URL (ARTIFACT_CATALOG_URL).")
     @click.option("--provider", help="Storage provider whose catalog to read (ARTIFACT_PROVIDER).")
     @click.option("--root", help="Filesystem root (ARTIFACT_FS_ROOT).")
@@ -109,15 +135,35 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--action", help="Only this action (stored, deleted, session_created, retrieve …).")
     @click.option("--outcome", type=click.Choice(["allowed", "denied"]), help="Only allowed or denied calls.")
     @click.option("--since", help="Only entries since an ISO time or a duration ago (15m, 2h, 7d).")
-    @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
-                  help="At most this many (the newest); 0 for all.")
+    @click.option(
+        "--limit",
+        default=100,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="At most this many (the newest); 0 for all.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-    def audit(log_spec: str | None, catalog: str | None, provider: str | None, root: str | None,
-              user: str | None, artifact: str | None, action: str | None, outcome: str | None,
-              since: str | None, limit: int, as_json: bool) -> None:
+    def audit(
+        log_spec: str | None,
+        catalog: str | None,
+        provider: str | None,
+        root: str | None,
+        user: str | None,
+        artifact: str | None,
+        action: str | None,
+        outcome: str | None,
+        since: str | None,
+        limit: int,
+        as_json: bool,
+    ) -> None:
         """Query the audit trail (chuk-artifacts-audit): who did what, when, to which artifact."""
-        filters: dict[str, Any] = {"user": user, "artifact": artifact, "action": action,
-                                   "outcome": outcome, "limit": limit}
+        filters: dict[str, Any] = {
+            "user": user,
+            "artifact": artifact,
+            "action": action,
+            "outcome": outcome,
+            "limit": limit,
+        }
         if since:
             try:
                 filters["since"] = parse_since(since)
@@ -143,7 +189,9 @@ def _catalog_url(catalog: str | None, provider: str | None, root: str | None) ->
 
     settings = Settings.from_env(catalog_url=catalog, storage_provider=provider, fs_root=root)
     if settings.storage_provider == "memory" and not settings.catalog_url:
-        raise click.UsageError("a memory store keeps its catalog in memory; pass --catalog URL or --provider filesystem")
+        raise click.UsageError(
+            "a memory store keeps its catalog in memory; pass --catalog URL or --provider filesystem"
+        )
     return settings.resolved_catalog_url()
 
 

@@ -79,8 +79,14 @@ class Sink(Protocol):
 
 
 def entry(
-    *, sandbox_id: str, action: str, outcome: str, user_id: str | None, session_id: str | None,
-    artifact_id: str | None, detail: dict[str, Any] | None = None,
+    *,
+    sandbox_id: str,
+    action: str,
+    outcome: str,
+    user_id: str | None,
+    session_id: str | None,
+    artifact_id: str | None,
+    detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     now = time.time()
     return {
@@ -96,8 +102,14 @@ def entry(
     }
 
 
-def _matches(e: dict[str, Any], user: str | None, artifact: str | None, action: str | None,
-             outcome: str | None, since: float | None) -> bool:
+def _matches(
+    e: dict[str, Any],
+    user: str | None,
+    artifact: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: float | None,
+) -> bool:
     return (
         (user is None or e.get("user_id") == user)
         and (artifact is None or e.get("artifact_id") == artifact)
@@ -135,8 +147,16 @@ class JsonlSink:
         except FileNotFoundError:
             return
 
-    def query(self, *, user: str | None = None, artifact: str | None = None, action: str | None = None,
-              outcome: str | None = None, since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def query(
+        self,
+        *,
+        user: str | None = None,
+        artifact: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """The newest ``limit`` matching entries, oldest first."""
         found = [e for e in self.entries() if _matches(e, user, artifact, action, outcome, since)]
         return found[-limit:] if limit else found
@@ -169,9 +189,16 @@ class CatalogSink:
             return query_connection(conn, **filters)
 
 
-def query_connection(conn: Any, *, user: str | None = None, artifact: str | None = None,
-                     action: str | None = None, outcome: str | None = None, since: float | None = None,
-                     limit: int = 100) -> list[dict[str, Any]]:
+def query_connection(
+    conn: Any,
+    *,
+    user: str | None = None,
+    artifact: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
     """The newest ``limit`` matching rows of the audit table, oldest first (indexed filters)."""
     from sqlalchemy import inspect
 
@@ -212,7 +239,7 @@ def open_sink(spec: str | None, catalog: Any = None) -> Sink | None:
             raise ValueError("CHUK_AUDIT_LOG=catalog needs a store's catalog")
         return CatalogSink(catalog)
     if spec.startswith("jsonl:") and len(spec) > len("jsonl:"):
-        return JsonlSink(spec[len("jsonl:"):])
+        return JsonlSink(spec[len("jsonl:") :])
     raise ValueError(f"CHUK_AUDIT_LOG={spec!r}: expected 'catalog', 'jsonl:/path/to/audit.jsonl' or 'off'")
 
 

@@ -7,11 +7,16 @@ import time
 
 import pytest
 
-_ENV_VARS = ("ARTIFACT_PROVIDER", "SESSION_PROVIDER", "ARTIFACT_SANDBOX_ID", "ARTIFACT_FS_ROOT",
-             "ARTIFACT_CATALOG_URL", "ARTIFACT_STRICT", "CHUK_AUDIT_LOG")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+_ENV_VARS = (
+    "ARTIFACT_PROVIDER",
+    "SESSION_PROVIDER",
+    "ARTIFACT_SANDBOX_ID",
+    "ARTIFACT_FS_ROOT",
+    "ARTIFACT_CATALOG_URL",
+    "ARTIFACT_STRICT",
+    "CHUK_AUDIT_LOG",
 )
+POSTGRES_ADMIN_URL = os.environ.get("CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(autouse=True)

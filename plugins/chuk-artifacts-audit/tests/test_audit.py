@@ -145,7 +145,8 @@ def test_catalog_sink_on_postgresql(postgres_url: str, tmp_path: Path, monkeypat
                 conn.exec_driver_sql(f"DELETE FROM {TABLE_NAME}")
     out = admin("audit", "--catalog", postgres_url, "--user", "alice", "--json")
     assert [(json.loads(x)["action"], json.loads(x)["artifact_id"]) for x in out.output.splitlines()] == [
-        ("session_created", None), ("stored", aid),
+        ("session_created", None),
+        ("stored", aid),
     ]
 
 
@@ -181,7 +182,9 @@ def test_audit_command_since_and_limit(trail: tuple[Path, dict[str, str]], monke
     assert "--since" in admin("audit", "--log", f"jsonl:{log}", "--since", "yesterday-ish").output
 
 
-def test_audit_command_reads_the_environment(trail: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_command_reads_the_environment(
+    trail: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     log, _ = trail
     monkeypatch.setenv("CHUK_AUDIT_LOG", f"jsonl:{log}")
     assert len(admin("audit", "--limit", "0").output.splitlines()) == len(lines(log))

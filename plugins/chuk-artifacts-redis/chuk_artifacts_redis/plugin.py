@@ -18,6 +18,4 @@ def session_providers() -> list[str]:
 def session_provider(name: str, settings: Any, catalog: Any, sandbox_id: str) -> RedisSessions | None:
     if name != "redis":
         return None
-    return RedisSessions.from_url(
-        settings.session_redis_url or DEFAULT_URL, sandbox_id, settings.session_ttl_seconds
-    )
+    return RedisSessions.from_url(settings.session_redis_url or DEFAULT_URL, sandbox_id, settings.session_ttl_seconds)

@@ -53,16 +53,21 @@ end
 """
 
 # ARGV: tag, sid, uid, now, expires_at, field, value, ...  -> 1 created, 0 a live one exists
-_CREATE = _LIB + """
+_CREATE = (
+    _LIB
+    + """
 local sid, uid, now, expires_at = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local current = redis.call('HGET', skey(sid), 'expires_at')
 if current and tonumber(current) > now then return 0 end
 put(sid, uid, expires_at, 6)
 return 1
 """
+)
 
 # ARGV: tag, uid, now, new sid, expires_at, field, value, ...  -> {created (0/1), sid}
-_FOR_USER = _LIB + """
+_FOR_USER = (
+    _LIB
+    + """
 local uid, now = ARGV[2], tonumber(ARGV[3])
 local k = ukey(uid)
 redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
@@ -74,9 +79,12 @@ end
 put(ARGV[4], uid, ARGV[5], 6)
 return {1, ARGV[4]}
 """
+)
 
 # ARGV: tag, sid, expires_at or '', field, value, ...  -> 1 updated, 0 unknown
-_UPDATE = _LIB + """
+_UPDATE = (
+    _LIB
+    + """
 local sid, expires_at = ARGV[2], ARGV[3]
 local k = skey(sid)
 if redis.call('EXISTS', k) == 0 then return 0 end
@@ -89,9 +97,12 @@ if expires_at ~= '' then
 end
 return 1
 """
+)
 
 # ARGV: tag, now or '', sid, ...  -> the sids removed (with now: only those still expired)
-_DELETE = _LIB + """
+_DELETE = (
+    _LIB
+    + """
 local now = ARGV[2]
 local removed = {}
 for i = 3, #ARGV do
@@ -108,6 +119,7 @@ for i = 3, #ARGV do
 end
 return removed
 """
+)
 
 
 def _num(value: float) -> str:
@@ -177,10 +189,20 @@ class RedisSessions(SessionRules):
 
     def _fields(self, row: Row) -> list[str]:
         fields = [
-            "session_id", row["session_id"], "sandbox_id", self.sandbox_id,
-            "created_at", _num(row["created_at"]), "last_accessed_at", _num(row["last_accessed_at"]),
-            "expires_at", _num(row["expires_at"]), "ttl", _num(row["ttl"]),
-            "meta", json.dumps(row["meta"] or {}, ensure_ascii=False),
+            "session_id",
+            row["session_id"],
+            "sandbox_id",
+            self.sandbox_id,
+            "created_at",
+            _num(row["created_at"]),
+            "last_accessed_at",
+            _num(row["last_accessed_at"]),
+            "expires_at",
+            _num(row["expires_at"]),
+            "ttl",
+            _num(row["ttl"]),
+            "meta",
+            json.dumps(row["meta"] or {}, ensure_ascii=False),
         ]
         if row["user_id"] is not None:
             fields += ["user_id", row["user_id"]]

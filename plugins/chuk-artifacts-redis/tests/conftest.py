@@ -15,8 +15,15 @@ import pytest
 REDIS_URL = os.environ.get("CHUK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: Settings chuk-artifacts reads from the environment; cleared so a developer's shell cannot leak in.
-_ENV_VARS = ("ARTIFACT_PROVIDER", "SESSION_PROVIDER", "SESSION_REDIS_URL", "ARTIFACT_SANDBOX_ID",
-             "ARTIFACT_FS_ROOT", "ARTIFACT_CATALOG_URL", "ARTIFACT_STRICT")
+_ENV_VARS = (
+    "ARTIFACT_PROVIDER",
+    "SESSION_PROVIDER",
+    "SESSION_REDIS_URL",
+    "ARTIFACT_SANDBOX_ID",
+    "ARTIFACT_FS_ROOT",
+    "ARTIFACT_CATALOG_URL",
+    "ARTIFACT_STRICT",
+)
 
 
 @pytest.fixture(autouse=True)

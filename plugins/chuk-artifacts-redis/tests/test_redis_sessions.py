@@ -79,9 +79,7 @@ def test_sliding_a_session_moves_its_key_expiry(sessions: RedisSessions, redis_c
     row = sessions.create("alice", ttl_seconds=100.0)
     clock.advance(60)
     slid = sessions.touch(row, clock.now)
-    assert redis_client.pexpiretime(sessions.key(row["session_id"])) == pytest.approx(
-        slid["expires_at"] * 1000, abs=1
-    )
+    assert redis_client.pexpiretime(sessions.key(row["session_id"])) == pytest.approx(slid["expires_at"] * 1000, abs=1)
     assert redis_client.zscore(sessions.expiry_key, row["session_id"]) == pytest.approx(slid["expires_at"])
 
 
@@ -133,7 +131,10 @@ def _run(root: Path, url: str, *args: str, start: float = 0.0) -> subprocess.Pop
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTIFACT_", "SESSION_"))}
     return subprocess.Popen(
         [sys.executable, "-c", _WORKER, str(root), url, args[0], args[1], str(start), *args[2:]],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -150,8 +151,9 @@ def test_two_processes_share_sessions(tmp_path: Path, redis_url: str) -> None:
     assert _out(_run(tmp_path, redis_url, "validate", "alice", first)) == "True"
     assert _out(_run(tmp_path, redis_url, "delete", "alice", first)) == "True"
     assert _out(_run(tmp_path, redis_url, "validate", "alice", first)) == "False"
-    with ArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path),
-                       session_provider="redis", session_redis_url=redis_url) as store:
+    with ArtifactStore(
+        storage_provider="filesystem", fs_root=str(tmp_path), session_provider="redis", session_redis_url=redis_url
+    ) as store:
         assert store.validate_session(first) is False
         third = store.metadata(store.store(b"x", mime="text/plain", user_id="alice")).session_id
     assert third != first
@@ -162,8 +164,9 @@ def test_processes_racing_for_a_users_session_get_one(tmp_path: Path, redis_url:
     procs = [_run(tmp_path, redis_url, "store", "dave", start=start) for _ in range(6)]
     sessions = {_out(p) for p in procs}
     assert len(sessions) == 1
-    with ArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path),
-                       session_provider="redis", session_redis_url=redis_url) as store:
+    with ArtifactStore(
+        storage_provider="filesystem", fs_root=str(tmp_path), session_provider="redis", session_redis_url=redis_url
+    ) as store:
         assert store.get_stats()["sessions"]["active"] == 1
         assert len(store.search(user_id="dave")) == 6
 
