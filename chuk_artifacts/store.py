@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import grid
 from .access import Caller
@@ -31,11 +31,11 @@ from .events import reports_denials
 from .grid import GridKey
 from .listing import ListingMethods
 from .maintenance import MaintenanceMethods
-from .models import _DEFAULT, ArtifactMetadata, SignedBlob, Ttl, metadata_from_row
+from .models import _DEFAULT, ArtifactMetadata, Ttl, metadata_from_row
 from .policy import MAX_TTL
 from .presign import PresignMethods
 from .session_methods import SessionMethods
-from .streaming import StreamingMethods, read_range
+from .streaming import StreamingMethods
 from .uploads import UploadMethods
 from .writes import copy_blob, read_blob
 
@@ -543,26 +543,6 @@ class ArtifactStore(
 
     def generate_artifact_key(self, session_id: str, artifact_id: str) -> str:
         return grid.make_key(self.sandbox_id, "session", artifact_id, session_id=session_id)
-
-    # -- what a gateway serving signed URLs needs (``gateway.SignedURLStore``) ------------
-
-    def signed_blob(self, key: str) -> SignedBlob:
-        """The live artifact at ``key`` (a signed URL already authorised the request), with a
-        reader of any byte range of it."""
-        row = self.policy.row_for_key(key)
-
-        def read(start: int, end: int, chunk_size: int) -> Iterator[bytes]:
-            return read_range(
-                self.blobs,
-                row,
-                start,
-                end,
-                chunk_size,
-                verify_reads=self.settings.verify_reads,
-                missing=self.policy.missing_bytes,
-            )
-
-        return SignedBlob(metadata_from_row(row), read)
 
     # -- identity-bound views -------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from .models import (
 )
 from .presign import check_expires
 from .streaming import copy_stream
-from .writes import hash_blob
+from .writes import UPLOAD_FIELDS, hash_blob
 
 __all__ = ["UploadMethods", "MAX_PARTS"]
 
@@ -88,22 +88,7 @@ class UploadMethods(StoreCore):
             "created_at": now,
             "expires_at": now + lifetime,
             "backend_upload_id": None,
-            **{
-                k: row[k]
-                for k in (
-                    "artifact_id",
-                    "sandbox_id",
-                    "scope",
-                    "session_id",
-                    "owner_id",
-                    "key",
-                    "filename",
-                    "mime",
-                    "summary",
-                    "meta",
-                    "ttl",
-                )
-            },
+            **{k: row[k] for k in UPLOAD_FIELDS},
         }
         if kind == "multipart" and self.blobs.native_multipart:  # the backend keeps the parts
             upload["backend_upload_id"] = self.blobs.create_multipart(upload["key"], upload["mime"])

@@ -44,9 +44,23 @@ if TYPE_CHECKING:
     from .config import Settings
     from .events import Events
 
-__all__ = ["Writer", "read_blob", "open_blob", "copy_blob"]
+__all__ = ["Writer", "read_blob", "open_blob", "copy_blob", "hash_blob", "UPLOAD_FIELDS"]
 
 _BATCH = 500
+#: What an upload row says about the artifact it becomes (columns of both tables).
+UPLOAD_FIELDS = (
+    "artifact_id",
+    "sandbox_id",
+    "scope",
+    "session_id",
+    "owner_id",
+    "key",
+    "filename",
+    "mime",
+    "summary",
+    "meta",
+    "ttl",
+)
 _COPY_CHUNK = 1 << 20
 
 
@@ -369,22 +383,7 @@ class Writer:
         """Insert the artifact row for an upload whose bytes sit at its key; drop the upload."""
         now = time.time()
         row = {
-            **{
-                k: upload[k]
-                for k in (
-                    "artifact_id",
-                    "sandbox_id",
-                    "scope",
-                    "session_id",
-                    "owner_id",
-                    "key",
-                    "filename",
-                    "mime",
-                    "summary",
-                    "meta",
-                    "ttl",
-                )
-            },
+            **{k: upload[k] for k in UPLOAD_FIELDS},
             **{k: v for k, v in changes.items() if v is not None},
             "bytes": size,
             "sha256": sha256,
