@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime
 from typing import IO, Any, Iterator
 
+from . import grid
 from .errors import ArtifactStoreError, ProviderError
 
 __all__ = ["Blobs", "MemoryBlobs", "LocalBlobs"]
@@ -181,7 +182,7 @@ class Blobs:
     def check(self) -> dict[str, Any]:
         """Probe the backend for real (write, read back, delete a small object). Never raises:
         returns ``{"status": "ok"}`` or ``{"status": "error", "error": ..., "reason": ...}``."""
-        probe = f"_chuk/health-{uuid.uuid4().hex}"
+        probe = grid.health_probe_key(uuid.uuid4().hex)
         try:
             self.put(probe, b"ok")
             ok = self.get(probe) == b"ok"

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["QUARANTINE_PREFIX", "TEMP_PREFIX", "FsckReport", "Problem", "check"]
 
-QUARANTINE_PREFIX = "_quarantine/"
+QUARANTINE_PREFIX = grid.QUARANTINE_PREFIX
 TEMP_PREFIX = ".tmp-"
 DEFAULT_GRACE = 3600.0
 _BATCH = 500
@@ -132,7 +132,7 @@ def check(
     report = FsckReport(sandbox_id=store.sandbox_id)
     if repair or delete_orphans:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-        report.quarantine = f"{QUARANTINE_PREFIX}{stamp}/" if not delete_orphans else None
+        report.quarantine = grid.quarantine_prefix(stamp) if not delete_orphans else None
     _check_rows(store, report, verify=verify, drop_missing=drop_missing, progress=progress)
     _check_blobs(
         store,

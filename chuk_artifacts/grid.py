@@ -29,6 +29,9 @@ __all__ = [
     "part_key",
     "arriving_part_key",
     "staged_key",
+    "QUARANTINE_PREFIX",
+    "quarantine_prefix",
+    "health_probe_key",
 ]
 
 SCOPES = ("session", "user", "sandbox")
@@ -275,3 +278,17 @@ def staged_key(sandbox_id: str, upload_id: str) -> str:
     """Where a natively presigned PUT (``Blobs.native_presign``) lands. Registration copies it to
     the artifact's key, so a URL still valid afterwards can never change registered bytes."""
     return f"{parts_prefix(sandbox_id, upload_id)}object"
+
+
+#: Where ``fsck --repair`` moves what it takes out of the way (``_quarantine/<UTC timestamp>/<key>``).
+QUARANTINE_PREFIX = "_quarantine/"
+
+
+def quarantine_prefix(stamp: str) -> str:
+    """The folder of one ``fsck --repair`` run."""
+    return f"{QUARANTINE_PREFIX}{stamp}/"
+
+
+def health_probe_key(token: str) -> str:
+    """The small object ``validate_configuration`` writes, reads back and deletes."""
+    return f"_chuk/health-{token}"
