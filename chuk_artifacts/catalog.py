@@ -200,18 +200,110 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         raise InvalidArgumentError(f"invalid cursor {cursor!r}") from None
 
 
-def _prefix_range(column: Any, prefix: str) -> list[Any]:
-    """``column`` starts with ``prefix``, as an index-friendly range (code-point order).
+def _prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """The range ``[low, high)`` of the values that start with ``prefix``, in code-point order.
 
     The upper bound increments the last character that can be incremented, skipping the
-    surrogate block (not storable) and dropping trailing U+10FFFF (no successor).
+    surrogate block (not storable) and dropping trailing U+10FFFF (no successor); ``None``
+    when there is none.
     """
-    conds = [column >= prefix]
     stripped = prefix.rstrip("\U0010ffff")
-    if stripped:
-        last = ord(stripped[-1]) + 1
-        conds.append(column < stripped[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last))
-    return conds
+    if not stripped:
+        return prefix, None
+    last = ord(stripped[-1]) + 1
+    return prefix, stripped[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
+
+
+def _bounds_shape(bounds: tuple[str, str | None] | None) -> int:
+    return 0 if bounds is None else (1 if bounds[1] is None else 2)
+
+
+class _SearchShape(NamedTuple):
+    """Which filters a search has: what its statement depends on (the values are bound)."""
+
+    scope: bool
+    owner: bool
+    session: bool
+    visibility: str  # none | owner | session-only
+    mime: int  # 0: no prefix; 1: a lower bound only; 2: a range
+    filename: int
+    meta: int  # how many meta entries
+    by_filename: bool
+    cursor: bool
+    walk: bool
+
+
+#: Search statements by shape, built on first use. Shapes with more meta entries than this are
+#: built per call (and run through SQLAlchemy), so the cache stays small.
+_MAX_CACHED_META = 8
+_SEARCHES: dict[_SearchShape, Any] = {}
+
+
+def _search_statement(shape: _SearchShape) -> Any:
+    stmt = _SEARCHES.get(shape)
+    if stmt is None:
+        stmt = _build_search(shape)
+        if shape.meta <= _MAX_CACHED_META:
+            _SEARCHES[shape] = stmt
+    return stmt
+
+
+def _build_search(shape: _SearchShape) -> Any:
+    a = artifacts
+    conds: list[Any] = [
+        a.c.sandbox_id == bindparam("f_sandbox_id"),
+        a.c.state == "committed",
+        or_(a.c.expires_at.is_(None), a.c.expires_at > bindparam("f_now")),
+    ]
+    if shape.scope:
+        conds.append(a.c.scope == bindparam("f_scope"))
+    if shape.owner:
+        conds.append(a.c.owner_id == bindparam("f_owner_id"))
+    if shape.session:
+        conds.append(a.c.session_id == bindparam("f_session_id"))
+    if shape.visibility == "owner":
+        conds.append(or_(a.c.scope != "user", a.c.owner_id == bindparam("f_visible_owner")))
+    elif shape.visibility == "session-only":
+        conds.append(a.c.scope != "user")
+    # One caller's artifacts (an owner or a session) are walked in that index's row_id order,
+    # stopping after a page. On SQLite a prefix range would otherwise be served by the
+    # sandbox-wide mime / filename index: every user's matches fetched, then sorted. The
+    # prefix is then a filter (``column + ""`` is the same text, but no index serves it).
+    for name, column, bounds in (("mime", a.c.mime, shape.mime), ("filename", a.c.filename, shape.filename)):
+        if bounds:
+            target = column + "" if shape.walk else column
+            conds.append(target >= bindparam(f"f_{name}_low"))
+            if bounds == 2:
+                conds.append(target < bindparam(f"f_{name}_high"))
+    stmt = select(a)
+    row_id = a.c.row_id
+    if shape.meta:  # drive the query from the meta index: cost follows the matches
+        first = artifact_meta.alias("m0")
+        stmt = stmt.join(first, first.c.row_id == a.c.row_id)
+        conds += [first.c.name == bindparam("f_meta_name_0"), first.c.value == bindparam("f_meta_value_0")]
+        row_id = first.c.row_id  # the same value, but ordered in the meta index
+    for index in range(1, shape.meta):
+        conds.append(
+            a.c.row_id.in_(
+                select(artifact_meta.c.row_id).where(
+                    artifact_meta.c.name == bindparam(f"f_meta_name_{index}"),
+                    artifact_meta.c.value == bindparam(f"f_meta_value_{index}"),
+                )
+            )
+        )
+    order: tuple[Any, ...]
+    if shape.by_filename:  # a directory listing: named artifacts, by name
+        conds.append(a.c.filename.is_not(None))
+        order = (a.c.filename, a.c.row_id)
+        if shape.cursor:
+            last_name: Any = bindparam("f_last_name")
+            last_id: Any = bindparam("f_last_id")
+            conds.append(or_(a.c.filename > last_name, and_(a.c.filename == last_name, a.c.row_id > last_id)))
+    else:
+        order = (row_id,)
+        if shape.cursor:
+            conds.append(row_id > bindparam("f_last_id"))
+    return stmt.where(*conds).order_by(*order).limit(bindparam("f_limit"))
 
 
 class _Compiled(NamedTuple):
@@ -549,6 +641,31 @@ class Catalog:
         values = self._fetch_values(compiled, _bind(compiled, params))
         return None if values is None else _decode(compiled, values)
 
+    def _fetch_rows(self, compiled: _Compiled, args: Any) -> list[Sequence[Any]]:
+        """Every row of ``compiled`` as the driver returns them (a read of the request path)."""
+        if self._closed:
+            raise ProviderError(f"catalog {self.safe_url} is closed")
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            if self.in_memory:
+                with self._lock:
+                    return self._shared.execute(compiled.sql, args).fetchall()  # type: ignore[no-any-return]
+            if self.is_sqlite:
+                holder = getattr(self._local, "holder", None)
+                conn = holder.conn if holder is not None else self._thread_connection()
+                return conn.execute(compiled.sql, args).fetchall()  # type: ignore[no-any-return]
+            with self._driver() as conn:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(compiled.sql, args)
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+                conn.rollback()
+                return rows  # type: ignore[no-any-return]
+        except dbapi.Error as exc:
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
+
     def _fetch_values(self, compiled: _Compiled, args: Any) -> Sequence[Any] | None:
         """The first row of ``compiled`` as the driver returns it (``fetch_one``)."""
         if self._closed:
@@ -801,7 +918,7 @@ class Catalog:
 
     def find_artifacts(
         self,
-        conn: Connection,
+        conn: Connection | None = None,
         *,
         sandbox_id: str,
         now: float,
@@ -820,77 +937,78 @@ class Catalog:
 
         ``exclude_foreign_user_scope``: when not ``False``, user-scoped rows are kept only if
         owned by that user id (``None`` keeps none) — the visibility rule of a session caller.
+
+        The statement depends only on which filters are given (its *shape*): one is built per
+        shape, kept, and run on the driver like the request path's other statements, with every
+        value bound. (``conn`` is accepted for callers inside a transaction: the query runs on
+        it then, through SQLAlchemy.)
         """
-        a = artifacts
-        conds = [
-            a.c.sandbox_id == sandbox_id,
-            a.c.state == "committed",
-            or_(a.c.expires_at.is_(None), a.c.expires_at > now),
-        ]
+        meta_items = list((meta_filter or {}).items())
+        mime_bounds = _prefix_bounds(mime_prefix) if mime_prefix else None
+        filename_bounds = _prefix_bounds(filename_prefix) if filename_prefix else None
+        params: Row = {"f_sandbox_id": sandbox_id, "f_now": now, "f_limit": limit + 1}
         if scope is not None:
-            conds.append(a.c.scope == scope)
+            params["f_scope"] = scope
         if owner_id is not None:
-            conds.append(a.c.owner_id == owner_id)
+            params["f_owner_id"] = owner_id
         if session_id is not None:
-            conds.append(a.c.session_id == session_id)
-        if exclude_foreign_user_scope is not False:
-            keep = a.c.scope != "user"
-            if exclude_foreign_user_scope is not None:
-                keep = or_(keep, a.c.owner_id == exclude_foreign_user_scope)
-            conds.append(keep)
-        # One caller's artifacts (an owner or a session) are walked in that index's row_id order,
-        # stopping after a page. On SQLite a prefix range would otherwise be served by the
-        # sandbox-wide mime / filename index: every user's matches fetched, then sorted. The
-        # prefix is then a filter (``column + ""`` is the same text, but no index serves it).
+            params["f_session_id"] = session_id
+        if isinstance(exclude_foreign_user_scope, str):
+            params["f_visible_owner"] = exclude_foreign_user_scope
+        for name, bounds in (("mime", mime_bounds), ("filename", filename_bounds)):
+            if bounds is not None:
+                params[f"f_{name}_low"] = bounds[0]
+                if bounds[1] is not None:
+                    params[f"f_{name}_high"] = bounds[1]
+        for index, (name, value) in enumerate(meta_items):
+            params[f"f_meta_name_{index}"] = name
+            params[f"f_meta_value_{index}"] = meta_index_value(value)
+        if cursor:
+            if order_by_filename:
+                params["f_last_name"], params["f_last_id"] = decode_cursor(cursor, str, int)
+            else:
+                (params["f_last_id"],) = decode_cursor(cursor, int)
         walk = (
             self.is_sqlite
             and not order_by_filename
-            and not meta_filter
+            and not meta_items
             and (owner_id is not None or session_id is not None)
         )
-        if mime_prefix:
-            conds += _prefix_range(a.c.mime + "" if walk else a.c.mime, mime_prefix)
-        if filename_prefix:
-            conds += _prefix_range(a.c.filename + "" if walk else a.c.filename, filename_prefix)
-        stmt = select(a)
-        row_id = a.c.row_id
-        meta_items = list((meta_filter or {}).items())
-        if meta_items:  # drive the query from the meta index: cost follows the matches
-            name, value = meta_items.pop(0)
-            first = artifact_meta.alias("m0")
-            stmt = stmt.join(first, first.c.row_id == a.c.row_id)
-            conds += [first.c.name == name, first.c.value == meta_index_value(value)]
-            row_id = first.c.row_id  # the same value, but ordered in the meta index
-        for name, value in meta_items:
-            conds.append(
-                a.c.row_id.in_(
-                    select(artifact_meta.c.row_id).where(
-                        artifact_meta.c.name == name,
-                        artifact_meta.c.value == meta_index_value(value),
-                    )
-                )
-            )
-        order: tuple[Any, ...]
-        if order_by_filename:  # a directory listing: named artifacts, by name
-            conds.append(a.c.filename.is_not(None))
-            order = (a.c.filename, a.c.row_id)
-            if cursor:
-                last_name, last_id = decode_cursor(cursor, str, int)
-                conds.append(or_(a.c.filename > last_name, and_(a.c.filename == last_name, a.c.row_id > last_id)))
+        shape = _SearchShape(
+            scope=scope is not None,
+            owner=owner_id is not None,
+            session=session_id is not None,
+            visibility=(
+                "none"
+                if exclude_foreign_user_scope is False
+                else "owner"
+                if isinstance(exclude_foreign_user_scope, str)
+                else "session-only"
+            ),
+            mime=_bounds_shape(mime_bounds),
+            filename=_bounds_shape(filename_bounds),
+            meta=len(meta_items),
+            by_filename=order_by_filename,
+            cursor=bool(cursor),
+            walk=walk,
+        )
+        stmt = _search_statement(shape)
+        if conn is not None or len(meta_items) > _MAX_CACHED_META:
+            if conn is None:
+                with self.read() as own:
+                    result = [dict(r._mapping) for r in own.execute(stmt, params)]
+            else:
+                result = [dict(r._mapping) for r in conn.execute(stmt, params)]
         else:
-            order = (row_id,)
-            if cursor:
-                (last_id,) = decode_cursor(cursor, int)
-                conds.append(row_id > last_id)
-        stmt = stmt.where(*conds).order_by(*order).limit(limit + 1)
-        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            compiled = self._compiled(stmt)
+            result = [_decode(compiled, values) for values in self._fetch_rows(compiled, _bind(compiled, params))]
         next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
+        if len(result) > limit:
+            result = result[:limit]
+            last = result[-1]
             keys = [last["filename"], last["row_id"]] if order_by_filename else [last["row_id"]]
             next_cursor = encode_cursor(keys)
-        return rows, next_cursor
+        return result, next_cursor
 
     def artifact_stats(self, conn: Connection, sandbox_id: str, now: float) -> dict[str, Any]:
         a = artifacts

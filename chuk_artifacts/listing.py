@@ -48,16 +48,14 @@ class ListingMethods(StoreCore):
     ) -> ArtifactList:
         """Live artifacts of a session, oldest first, one page at a time (see ``next_cursor``)."""
         caller = self.policy.caller(user_id, session_id)
-        with self.catalog.read() as conn:
-            rows, nxt = self.catalog.find_artifacts(
-                conn,
-                sandbox_id=self.sandbox_id,
-                now=time.time(),
-                limit=_check_limit(limit),
-                cursor=cursor,
-                session_id=session_id,
-                exclude_foreign_user_scope=caller.user_id,
-            )
+        rows, nxt = self.catalog.find_artifacts(
+            sandbox_id=self.sandbox_id,
+            now=time.time(),
+            limit=_check_limit(limit),
+            cursor=cursor,
+            session_id=session_id,
+            exclude_foreign_user_scope=caller.user_id,
+        )
         return _page(rows, nxt)
 
     @reports_denials
@@ -75,18 +73,16 @@ class ListingMethods(StoreCore):
         if not isinstance(directory_prefix, str) or len(directory_prefix) > grid.MAX_FILENAME_LENGTH:
             raise InvalidArgumentError("directory_prefix must be a string")
         grid.validate_text(directory_prefix, "directory_prefix")
-        with self.catalog.read() as conn:
-            rows, nxt = self.catalog.find_artifacts(
-                conn,
-                sandbox_id=self.sandbox_id,
-                now=time.time(),
-                limit=_check_limit(limit),
-                cursor=cursor,
-                session_id=session_id,
-                exclude_foreign_user_scope=caller.user_id,
-                filename_prefix=directory_prefix or None,
-                order_by_filename=True,
-            )
+        rows, nxt = self.catalog.find_artifacts(
+            sandbox_id=self.sandbox_id,
+            now=time.time(),
+            limit=_check_limit(limit),
+            cursor=cursor,
+            session_id=session_id,
+            exclude_foreign_user_scope=caller.user_id,
+            filename_prefix=directory_prefix or None,
+            order_by_filename=True,
+        )
         return _page(rows, nxt)
 
     @reports_denials
@@ -124,17 +120,15 @@ class ListingMethods(StoreCore):
             filters["exclude_foreign_user_scope"] = caller.user_id
         elif caller.user_id is not None and scope != "sandbox":
             filters["owner_id"] = caller.user_id
-        with self.catalog.read() as conn:
-            rows, nxt = self.catalog.find_artifacts(
-                conn,
-                sandbox_id=self.sandbox_id,
-                now=time.time(),
-                limit=_check_limit(limit),
-                cursor=cursor,
-                scope=scope,
-                mime_prefix=mime_prefix,
-                meta_filter=meta_filter,
-                filename_prefix=filename_prefix,
-                **filters,
-            )
+        rows, nxt = self.catalog.find_artifacts(
+            sandbox_id=self.sandbox_id,
+            now=time.time(),
+            limit=_check_limit(limit),
+            cursor=cursor,
+            scope=scope,
+            mime_prefix=mime_prefix,
+            meta_filter=meta_filter,
+            filename_prefix=filename_prefix,
+            **filters,
+        )
         return _page(rows, nxt)
