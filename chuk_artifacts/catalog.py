@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import schema
 from .errors import CatalogVersionError, InvalidArgumentError, ProviderError, QuotaExceededError
+from .models import Row
 from .schema import (
     SCHEMA_REVISION,
     artifact_meta,
@@ -49,7 +50,6 @@ from .schema import (
 
 __all__ = ["Catalog", "meta_index_value"]
 
-Row = dict[str, Any]
 _OUR_TABLES = {t.name for t in schema.Base.metadata.sorted_tables}
 
 # Statements of the request path, built once. SQLAlchemy finds a statement's compiled form by a

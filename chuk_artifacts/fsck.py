@@ -42,7 +42,7 @@ from .access import Caller
 from .errors import ArtifactStoreError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from .catalog import Row
+    from .models import Row
     from .store import ArtifactStore
 
 __all__ = ["QUARANTINE_PREFIX", "TEMP_PREFIX", "FsckReport", "Problem", "check"]

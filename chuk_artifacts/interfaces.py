@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SessionProvider", "Presigner"]
+from .models import Row
 
-Row = dict[str, Any]
+__all__ = ["SessionProvider", "Presigner"]
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from .events import reports_denials
 from .models import ArtifactList, metadata_from_row
 
 if TYPE_CHECKING:
-    from .catalog import Row
+    from .models import Row
 
 __all__ = ["ListingMethods", "MAX_LIMIT"]
 

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[int, "int | None"], None]
+#: A row of the catalog (artifact, session, upload) as the store passes it around: a plain dict.
+Row = dict[str, Any]
 
 #: A chunk of an upload: bytes, or a buffer that is copied into bytes.
 Chunk = Union[bytes, bytearray, memoryview]

@@ -29,10 +29,11 @@ from .errors import (
 from .models import _DEFAULT
 
 if TYPE_CHECKING:
-    from .catalog import Catalog, Row
+    from .catalog import Catalog
     from .config import Settings
     from .events import Events
     from .interfaces import SessionProvider
+    from .models import Row
 
 __all__ = ["Policy", "MAX_TTL", "admin_call", "UNREAD"]
 

@@ -23,8 +23,8 @@ from .errors import ArtifactNotFoundError, ArtifactStoreError, InvalidArgumentEr
 from .grid import staged_key
 
 if TYPE_CHECKING:
-    from .catalog import Row
     from .config import Settings
+    from .models import Row
 
 __all__ = ["S3Blobs", "S3Presigner"]
 

@@ -15,11 +15,9 @@ from .core import StoreCore
 from .errors import AccessDeniedError, ArtifactNotFoundError, InvalidArgumentError
 from .events import reports_denials
 from .grid import validate_id, validate_meta
-from .models import iso
+from .models import Row, iso
 
 __all__ = ["SessionMethods", "MAX_HOURS"]
-
-Row = dict[str, Any]
 
 
 def _check_hours(value: Any, name: str) -> float:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from .errors import ArtifactNotFoundError, SessionError
 from .grid import validate_id
 from .interfaces import SessionProvider
+from .models import Row
 
 if TYPE_CHECKING:
     from .catalog import Catalog
 
-Row = dict[str, Any]
 
 __all__ = ["SessionProvider", "SessionRules", "CatalogSessions", "new_session_id"]
 

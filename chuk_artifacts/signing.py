@@ -17,6 +17,8 @@ import time
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode
 
+from .models import Row
+
 __all__ = ["UrlSigner", "SignatureError", "generate_secret", "content_disposition", "HmacPresigner"]
 
 
@@ -67,9 +69,6 @@ def content_disposition(filename: str | None) -> str:
     name = (filename or "download").rsplit("/", 1)[-1] or "download"
     fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:200]
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-Row = dict[str, Any]
 
 
 class HmacPresigner:

@@ -40,7 +40,8 @@ from .uploads import UploadMethods
 from .writes import copy_blob, read_blob
 
 if TYPE_CHECKING:
-    from .catalog import Row, Tx
+    from .catalog import Tx
+    from .models import Row
     from .views import BoundStore
 
 __all__ = ["ArtifactStore", "MAX_TTL"]

@@ -25,7 +25,7 @@ from .writes import open_blob
 
 if TYPE_CHECKING:
     from .blobs import Blobs
-    from .catalog import Row
+    from .models import Row
 
 __all__ = ["StreamingMethods", "copy_stream", "read_range", "resolve_range"]
 

@@ -50,8 +50,8 @@ from .models import StreamDownloadRequest, StreamUploadRequest
 from .sessions import SessionProvider
 
 if TYPE_CHECKING:
-    from .catalog import Row
     from .config import Settings
+    from .models import Row
     from .store import ArtifactStore
 
 __all__ = ["BackendConformance", "Clock", "MakeProvider", "SessionFactory", "SessionProviderConformance"]

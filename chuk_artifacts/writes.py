@@ -40,9 +40,10 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .blobs import Blobs
-    from .catalog import Catalog, Row, Tx
+    from .catalog import Catalog, Tx
     from .config import Settings
     from .events import Events
+    from .models import Row
 
 __all__ = ["Writer", "read_blob", "open_blob", "copy_blob", "hash_blob", "UPLOAD_FIELDS"]
 
