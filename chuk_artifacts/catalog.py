@@ -10,6 +10,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import operator
 import threading
 import weakref
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -70,7 +71,6 @@ _SESSION_AND_ARTIFACT = select(*[c.label(f"s__{c.name}") for c in sessions.c], *
 _SESSION_COLUMNS = [c.name for c in sessions.c]
 _SESSION_WIDTH = len(_SESSION_COLUMNS)
 _ARTIFACT_COLUMNS = [c.name for c in artifacts.c]
-_INSERT_ARTIFACT = insert(artifacts)
 _INSERT_META = insert(artifact_meta)
 _GET_SESSION = select(sessions).where(
     sessions.c.sandbox_id == bindparam("sandbox_id"), sessions.c.session_id == bindparam("session_id")
@@ -383,6 +383,10 @@ class Tx:
         return _decode(compiled, values)
 
 
+_FETCH_ONE = operator.methodcaller("fetchone")
+_FETCH_ALL = operator.methodcaller("fetchall")
+
+
 def _rowcount(conn: Connection | Tx, stmt: Any, params: Row) -> int:
     if isinstance(conn, Tx):
         return conn.execute(stmt, params)
@@ -643,51 +647,35 @@ class Catalog:
 
     def _fetch_rows(self, compiled: _Compiled, args: Any) -> list[Sequence[Any]]:
         """Every row of ``compiled`` as the driver returns them (a read of the request path)."""
-        if self._closed:
-            raise ProviderError(f"catalog {self.safe_url} is closed")
-        dbapi = self.engine.dialect.loaded_dbapi
-        try:
-            if self.in_memory:
-                with self._lock:
-                    return self._shared.execute(compiled.sql, args).fetchall()  # type: ignore[no-any-return]
-            if self.is_sqlite:
-                holder = getattr(self._local, "holder", None)
-                conn = holder.conn if holder is not None else self._thread_connection()
-                return conn.execute(compiled.sql, args).fetchall()  # type: ignore[no-any-return]
-            with self._driver() as conn:
-                cursor = conn.cursor()
-                try:
-                    cursor.execute(compiled.sql, args)
-                    rows = cursor.fetchall()
-                finally:
-                    cursor.close()
-                conn.rollback()
-                return rows  # type: ignore[no-any-return]
-        except dbapi.Error as exc:
-            raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
+        return self._driver_read(compiled, args, _FETCH_ALL)  # type: ignore[no-any-return]
 
     def _fetch_values(self, compiled: _Compiled, args: Any) -> Sequence[Any] | None:
         """The first row of ``compiled`` as the driver returns it (``fetch_one``)."""
+        return self._driver_read(compiled, args, _FETCH_ONE)  # type: ignore[no-any-return]
+
+    def _driver_read(self, compiled: _Compiled, args: Any, fetch: Callable[[Any], Any]) -> Any:
+        """Run one read of the request path on its driver connection (see ``_local``), outside a
+        transaction; ``fetch(cursor)`` takes its rows."""
         if self._closed:
             raise ProviderError(f"catalog {self.safe_url} is closed")
         dbapi = self.engine.dialect.loaded_dbapi
         try:
             if self.in_memory:
                 with self._lock:
-                    return self._shared.execute(compiled.sql, args).fetchone()  # type: ignore[no-any-return]
+                    return fetch(self._shared.execute(compiled.sql, args))
             if self.is_sqlite:
                 holder = getattr(self._local, "holder", None)
                 conn = holder.conn if holder is not None else self._thread_connection()
-                return conn.execute(compiled.sql, args).fetchone()  # type: ignore[no-any-return]
+                return fetch(conn.execute(compiled.sql, args))
             with self._driver() as conn:
                 cursor = conn.cursor()
                 try:
                     cursor.execute(compiled.sql, args)
-                    values = cursor.fetchone()
+                    rows = fetch(cursor)
                 finally:
                     cursor.close()
                 conn.rollback()
-                return values  # type: ignore[no-any-return]
+                return rows
         except dbapi.Error as exc:
             raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
 
@@ -918,7 +906,6 @@ class Catalog:
 
     def find_artifacts(
         self,
-        conn: Connection | None = None,
         *,
         sandbox_id: str,
         now: float,
@@ -940,8 +927,7 @@ class Catalog:
 
         The statement depends only on which filters are given (its *shape*): one is built per
         shape, kept, and run on the driver like the request path's other statements, with every
-        value bound. (``conn`` is accepted for callers inside a transaction: the query runs on
-        it then, through SQLAlchemy.)
+        value bound. Shapes with many meta entries are built per call and run through SQLAlchemy.
         """
         meta_items = list((meta_filter or {}).items())
         mime_bounds = _prefix_bounds(mime_prefix) if mime_prefix else None
@@ -993,11 +979,8 @@ class Catalog:
             walk=walk,
         )
         stmt = _search_statement(shape)
-        if conn is not None or len(meta_items) > _MAX_CACHED_META:
-            if conn is None:
-                with self.read() as own:
-                    result = [dict(r._mapping) for r in own.execute(stmt, params)]
-            else:
+        if len(meta_items) > _MAX_CACHED_META:
+            with self.read() as conn:
                 result = [dict(r._mapping) for r in conn.execute(stmt, params)]
         else:
             compiled = self._compiled(stmt)
