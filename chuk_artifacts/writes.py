@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 from . import grid
 from .access import Caller
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .models import Row
 
 __all__ = ["Writer", "read_blob", "open_blob", "copy_blob", "hash_blob", "UPLOAD_FIELDS"]
+
+T = TypeVar("T")
 
 _BATCH = 500
 #: What an upload row says about the artifact it becomes (columns of both tables).
@@ -68,35 +70,31 @@ _COPY_CHUNK = 1 << 20
 # -- reading what the protocol wrote --------------------------------------------------------------
 
 
-def read_blob(blobs: Blobs, row: Row) -> bytes:
-    """The bytes ``row`` describes: at its staging key while an update moves them into place."""
+def _pending_first(row: Row, op: Callable[[str], T]) -> T:
+    """``op`` on the key whose bytes ``row`` describes: its staging key (``pending_key``) while an
+    update moves them into place, else — or once they have been moved — the artifact's key."""
     pending = row.get("pending_key")
     if pending:
         try:
-            return blobs.get(pending)
+            return op(pending)
         except FileNotFoundError:
             pass  # moved into place (or superseded) since the row was read
-    return blobs.get(row["key"])
+    return op(row["key"])
+
+
+def read_blob(blobs: Blobs, row: Row) -> bytes:
+    """The bytes ``row`` describes."""
+    return _pending_first(row, blobs.get)
 
 
 def open_blob(blobs: Blobs, row: Row) -> IO[bytes]:
-    pending = row.get("pending_key")
-    if pending:
-        try:
-            return blobs.open_read(pending)
-        except FileNotFoundError:
-            pass
-    return blobs.open_read(row["key"])
+    """A file of the bytes ``row`` describes."""
+    return _pending_first(row, blobs.open_read)
 
 
 def copy_blob(blobs: Blobs, row: Row, dst: str) -> None:
-    pending = row.get("pending_key")
-    if pending:
-        try:
-            return blobs.copy(pending, dst)
-        except FileNotFoundError:
-            pass
-    blobs.copy(row["key"], dst)
+    """Copy the bytes ``row`` describes to ``dst``."""
+    _pending_first(row, lambda key: blobs.copy(key, dst))
 
 
 def hash_blob(blobs: Blobs, key: str) -> tuple[int, str]:
