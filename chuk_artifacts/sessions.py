@@ -33,10 +33,11 @@ def new_session_id(user_id: str | None) -> str:
     return f"sess-{int(time.time())}-{token}"
 
 
-class SessionRules:
+class SessionRules(SessionProvider):
     """The session rules every provider shares, written once in terms of its own ``get``,
-    ``create`` and ``update``: a new row's fields, ``ensure``, the sliding expiry (``touch``)
-    and ``live``. A provider subclasses it and sets ``sandbox_id`` and ``ttl`` (seconds).
+    ``create`` and ``update`` (declared by ``SessionProvider``): a new row's fields, ``ensure``,
+    the sliding expiry (``touch``) and ``live``. A provider subclasses it, implements the rest of
+    ``SessionProvider`` and sets ``sandbox_id`` and ``ttl`` (seconds).
 
     ``_create_conflicts``: what ``create`` raises when another caller created the session
     first (``ensure`` then reads that one instead).
@@ -45,23 +46,6 @@ class SessionRules:
     sandbox_id: str
     ttl: float
     _create_conflicts: tuple[type[BaseException], ...] = (SessionError,)
-
-    # What a provider implements, and these rules use.
-    def get(self, session_id: str) -> Row | None:
-        raise NotImplementedError
-
-    def create(
-        self,
-        user_id: str | None = None,
-        *,
-        session_id: str | None = None,
-        ttl_seconds: float | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> Row:
-        raise NotImplementedError
-
-    def update(self, session_id: str, values: Row) -> bool:
-        raise NotImplementedError
 
     def ensure(self, session_id: str, user_id: str | None) -> Row:
         """Make ``session_id`` usable: create it if unknown or expired, extend it when used."""
