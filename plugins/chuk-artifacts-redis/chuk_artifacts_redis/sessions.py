@@ -224,9 +224,27 @@ class RedisSessions(SessionRules):
     # -- the SessionProvider interface ------------------------------------------------------
 
     def get(self, session_id: str) -> Row | None:
+        """The session, live or expired, or ``None``. Redis drops an expired session's hash by
+        itself; until cleanup sweeps it, the expiry index still knows when it expired, and the
+        session is answered as an expired row (its user forgotten), as the catalog provider
+        answers: so a store replacing it removes what it held first, whatever Redis dropped."""
         with _redis_errors(self.safe_url):
             data = self.client.hgetall(self.key(session_id))
-        return self._row(data) if data else None
+            if data:
+                return self._row(data)
+            expired_at = self.client.zscore(self.expiry_key, session_id)
+        if expired_at is None:
+            return None
+        return {
+            "sandbox_id": self.sandbox_id,
+            "session_id": session_id,
+            "user_id": None,
+            "created_at": float(expired_at),
+            "last_accessed_at": float(expired_at),
+            "expires_at": min(float(expired_at), time.time()),
+            "ttl": 0.0,
+            "meta": {},
+        }
 
     def create(
         self,
@@ -237,7 +255,7 @@ class RedisSessions(SessionRules):
         meta: dict[str, Any] | None = None,
     ) -> Row:
         now = time.time()
-        session_id = validate_id(session_id, "session_id") if session_id else new_session_id(user_id)
+        session_id = validate_id(session_id, "session_id") if session_id else new_session_id()
         row = self._new_row(session_id, user_id, now, ttl_seconds or self.ttl, meta)
         args = [self.tag, session_id, user_id or "", _num(now), _num(row["expires_at"]), *self._fields(row)]
         with _redis_errors(self.safe_url):
@@ -248,7 +266,7 @@ class RedisSessions(SessionRules):
 
     def for_user(self, user_id: str) -> Row:
         now = time.time()
-        row = self._new_row(new_session_id(user_id), user_id, now, self.ttl, None)
+        row = self._new_row(new_session_id(), user_id, now, self.ttl, None)
         args = [self.tag, user_id, _num(now), row["session_id"], _num(row["expires_at"]), *self._fields(row)]
         with _redis_errors(self.safe_url):
             created, session_id = self._for_user(args=args)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from chuk_artifacts_redis import RedisSessions
 
-from chuk_artifacts import ArtifactStore, ProviderError
+from chuk_artifacts import AccessDeniedError, ArtifactNotFoundError, ArtifactStore, ProviderError
 from chuk_artifacts.plugins import ensure_plugins_loaded, known_session_providers
 
 
@@ -71,6 +71,9 @@ def test_redis_removes_an_expired_session_by_itself(sessions: RedisSessions, red
     assert redis_client.exists(key) == 1
     time.sleep(0.5)
     assert redis_client.exists(key) == 0  # no sweep ran: Redis expired it
+    ghost = sessions.get(row["session_id"])  # answered as expired (user forgotten) until swept
+    assert ghost is not None and ghost["expires_at"] <= time.time() and ghost["user_id"] is None
+    assert sessions.delete_expired([row["session_id"]], time.time()) == [row["session_id"]]
     assert sessions.get(row["session_id"]) is None
     assert sessions.for_user("alice")["session_id"] != row["session_id"]
 
@@ -147,7 +150,7 @@ def _out(proc: subprocess.Popen) -> str:
 def test_two_processes_share_sessions(tmp_path: Path, redis_url: str) -> None:
     first = _out(_run(tmp_path, redis_url, "store", "alice"))
     second = _out(_run(tmp_path, redis_url, "store", "alice"))
-    assert first.startswith("sess-alice-") and second == first
+    assert first.startswith("sess-") and second == first
     assert _out(_run(tmp_path, redis_url, "validate", "alice", first)) == "True"
     assert _out(_run(tmp_path, redis_url, "delete", "alice", first)) == "True"
     assert _out(_run(tmp_path, redis_url, "validate", "alice", first)) == "False"
@@ -197,3 +200,23 @@ def test_an_unreachable_server_is_a_provider_error_without_the_password() -> Non
 def test_a_malformed_url_is_a_provider_error() -> None:
     with pytest.raises(ProviderError, match="not a Redis URL"):
         RedisSessions.from_url("http://example.invalid/", "box", 60.0)
+
+
+def test_a_session_redis_expired_is_no_key_to_its_artifacts(redis_url: str) -> None:
+    """Redis drops the session by itself; until the sweep, nobody naming its id — nor a new
+    session created under it — reaches what it held (issue 20, item 3)."""
+    with ArtifactStore(session_provider="redis", session_redis_url=redis_url, sandbox_id="box3") as store:
+        owned = store.create_session(user_id="alice", ttl_hours=0.3 / 3600)
+        anonymous = store.create_session(ttl_hours=0.3 / 3600)
+        alices = store.store(b"alice's", mime="text/plain", session_id=owned, ttl=None)
+        nobodys = store.store(b"nobody's", mime="text/plain", session_id=anonymous, ttl=None)
+        time.sleep(0.5)
+        for sid, aid in ((owned, alices), (anonymous, nobodys)):
+            with pytest.raises(AccessDeniedError):
+                store.read_file(aid, session_id=sid, user_id="bob")
+            with pytest.raises(AccessDeniedError):
+                store.read_file(aid, session_id=sid)
+            mine = store.store(b"bob's", mime="text/plain", session_id=sid, user_id="bob")
+            assert {m.artifact_id for m in store.list_by_session(sid)} == {mine}
+            with pytest.raises(ArtifactNotFoundError):  # the replaced session's artifacts went first
+                store.metadata(aid)
