@@ -8,6 +8,11 @@
 
 A caller that names no session but names the user who owns a session-scoped artifact acts for
 that user's sessions. A caller with no identity at all is the trusted application (admin).
+
+A session protects its artifacts only while it lives, so a caller naming a session reaches that
+session's artifacts only while the session is live (``Caller.session`` is its row), and never
+an artifact owned by a user other than the caller's: a deleted or expired session id, or one
+that was replaced by someone else, is no key to what it held.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ class Caller:
 
     user_id: str | None = None
     session_id: str | None = None
-    #: The session row read while resolving this identity, so the rest of the same call need
-    #: not read it again. Not part of the identity: never compared, hashed or shown.
+    #: The live session row read while resolving this identity (``None``: the named session is
+    #: unknown, deleted or expired), so the rest of the same call need not read it again.
+    #: Never compared, hashed or shown.
     session: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -43,7 +49,11 @@ def can_read(scope: str, owner_id: str | None, session_id: str | None, caller: C
     if scope == "user":
         return caller.user_id is not None and caller.user_id == owner_id
     if caller.session_id is not None:
-        return caller.session_id == session_id
+        return (
+            caller.session is not None
+            and caller.session_id == session_id
+            and (owner_id is None or owner_id == caller.user_id)
+        )
     return caller.user_id is not None and caller.user_id == owner_id
 
 

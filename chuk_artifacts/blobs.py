@@ -197,6 +197,11 @@ class Blobs:
         """Release clients and connections (nothing for most filesystems)."""
 
 
+def _no_follow(path: str, flags: int) -> int:
+    """``open``'s opener that refuses a symbolic link as the file itself (``ELOOP``)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
 def _fsync_directory(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -266,6 +271,11 @@ class LocalBlobs(Blobs):
         path = posixpath.normpath(posixpath.join(self.root_dir, key))
         if not path.startswith(self.root_dir + os.sep) or key.startswith("/"):
             raise ProviderError(f"refusing a key outside the storage root: {key!r}")
+        # A symbolic link planted inside the root must not lead a write (or read) out of it:
+        # ``realpath`` resolves every link on the way (``root_dir`` is resolved already).
+        directory = os.path.dirname(path)
+        if os.path.realpath(directory) != directory:
+            raise ProviderError(f"refusing {key!r}: a directory on its path is a symbolic link ({self.root_dir})")
         return path
 
     def put(self, key: str, data: bytes) -> None:
@@ -339,12 +349,12 @@ class LocalBlobs(Blobs):
                 target.write(chunk)
 
     def get(self, key: str) -> bytes:
-        with _provider_errors("read", key), open(self.path(key), "rb") as f:
+        with _provider_errors("read", key), open(self.path(key), "rb", opener=_no_follow) as f:
             return f.read()
 
     def open_read(self, key: str) -> IO[bytes]:
         with _provider_errors("read", key):
-            return open(self.path(key), "rb")
+            return open(self.path(key), "rb", opener=_no_follow)
 
     def delete(self, key: str) -> bool:
         try:

@@ -195,6 +195,8 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
             raise ValueError
         if any(type(v) is not t for v, t in zip(values, types)):
             raise ValueError
+        if any(type(v) is int and not 0 <= v < 2**63 for v in values):
+            raise ValueError  # row ids are 64-bit: a larger number was never a cursor of ours
         return values
     except (ValueError, TypeError, UnicodeDecodeError):
         raise InvalidArgumentError(f"invalid cursor {cursor!r}") from None
@@ -224,7 +226,7 @@ class _SearchShape(NamedTuple):
     scope: bool
     owner: bool
     session: bool
-    visibility: str  # none | owner | session-only
+    visibility: str  # none | owner | ownerless | user-of (see ``find_artifacts``)
     mime: int  # 0: no prefix; 1: a lower bound only; 2: a range
     filename: int
     meta: int  # how many meta entries
@@ -262,9 +264,11 @@ def _build_search(shape: _SearchShape) -> Any:
     if shape.session:
         conds.append(a.c.session_id == bindparam("f_session_id"))
     if shape.visibility == "owner":
-        conds.append(or_(a.c.scope != "user", a.c.owner_id == bindparam("f_visible_owner")))
-    elif shape.visibility == "session-only":
-        conds.append(a.c.scope != "user")
+        conds.append(or_(a.c.owner_id.is_(None), a.c.owner_id == bindparam("f_visible_owner")))
+    elif shape.visibility == "ownerless":
+        conds.append(a.c.owner_id.is_(None))
+    elif shape.visibility == "user-of":
+        conds += [a.c.scope == "user", a.c.owner_id == bindparam("f_visible_owner")]
     # One caller's artifacts (an owner or a session) are walked in that index's row_id order,
     # stopping after a page. On SQLite a prefix range would otherwise be served by the
     # sandbox-wide mime / filename index: every user's matches fetched, then sorted. The
@@ -282,15 +286,26 @@ def _build_search(shape: _SearchShape) -> Any:
         stmt = stmt.join(first, first.c.row_id == a.c.row_id)
         conds += [first.c.name == bindparam("f_meta_name_0"), first.c.value == bindparam("f_meta_value_0")]
         row_id = first.c.row_id  # the same value, but ordered in the meta index
-    for index in range(1, shape.meta):
-        conds.append(
-            a.c.row_id.in_(
-                select(artifact_meta.c.row_id).where(
-                    artifact_meta.c.name == bindparam(f"f_meta_name_{index}"),
-                    artifact_meta.c.value == bindparam(f"f_meta_value_{index}"),
+    rest = range(1, shape.meta)
+    if len(rest) > _MAX_CACHED_META:
+        # Many entries: one grouped sub-select (rows having every pair), not one per entry,
+        # whose planning time grows steeply with their number on PostgreSQL.
+        m = artifact_meta
+        pairs = [
+            and_(m.c.name == bindparam(f"f_meta_name_{i}"), m.c.value == bindparam(f"f_meta_value_{i}")) for i in rest
+        ]
+        grouped = select(m.c.row_id).where(or_(*pairs)).group_by(m.c.row_id).having(func.count() == len(rest))
+        conds.append(a.c.row_id.in_(grouped))
+    else:
+        for index in rest:
+            conds.append(
+                a.c.row_id.in_(
+                    select(artifact_meta.c.row_id).where(
+                        artifact_meta.c.name == bindparam(f"f_meta_name_{index}"),
+                        artifact_meta.c.value == bindparam(f"f_meta_value_{index}"),
+                    )
                 )
             )
-        )
     order: tuple[Any, ...]
     if shape.by_filename:  # a directory listing: named artifacts, by name
         conds.append(a.c.filename.is_not(None))
@@ -419,8 +434,11 @@ class Catalog:
         auto_migrate: bool | None = None,
         prepare_connection: Callable[[Any, str], None] | None = None,
         durable: bool = False,
+        statement_timeout: float = 0,
     ) -> None:
         self.url = make_url(url)
+        #: PostgreSQL cancels a statement that runs longer (seconds; ``0``: never).
+        self.statement_timeout = statement_timeout
         #: SQLite files commit with ``synchronous=FULL`` (each commit fsyncs the WAL: survives power
         #: loss) instead of ``NORMAL`` (survives a killed process; the last commits may roll back
         #: after an OS crash or power loss).
@@ -471,6 +489,9 @@ class Catalog:
             kwargs = {"connect_args": {"check_same_thread": False, "timeout": 60}, "pool_size": 8}
         else:
             kwargs = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+            if self.dialect == "postgresql" and self.statement_timeout > 0:
+                milliseconds = max(1, round(self.statement_timeout * 1000))
+                kwargs["connect_args"] = {"options": f"-c statement_timeout={milliseconds}"}
         try:
             engine = create_engine(self.url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
@@ -914,7 +935,8 @@ class Catalog:
         scope: str | None = None,
         owner_id: str | None = None,
         session_id: str | None = None,
-        exclude_foreign_user_scope: str | None | bool = False,
+        visible_owner: str | None | bool = False,
+        user_scope_only: bool = False,
         mime_prefix: str | None = None,
         filename_prefix: str | None = None,
         meta_filter: dict[str, Any] | None = None,
@@ -922,8 +944,10 @@ class Catalog:
     ) -> tuple[list[Row], str | None]:
         """One page of live artifacts matching every given filter, in a stable order.
 
-        ``exclude_foreign_user_scope``: when not ``False``, user-scoped rows are kept only if
-        owned by that user id (``None`` keeps none) — the visibility rule of a session caller.
+        ``visible_owner``: when not ``False``, rows are kept only if they have no owner or that
+        owner (``None``: only rows of no owner) — what a caller naming a live session may see of
+        it (``access.can_read``). ``user_scope_only``: only that owner's user-scoped rows — what
+        a caller naming a session that is not live may still see.
 
         The statement depends only on which filters are given (its *shape*): one is built per
         shape, kept, and run on the driver like the request path's other statements, with every
@@ -939,8 +963,8 @@ class Catalog:
             params["f_owner_id"] = owner_id
         if session_id is not None:
             params["f_session_id"] = session_id
-        if isinstance(exclude_foreign_user_scope, str):
-            params["f_visible_owner"] = exclude_foreign_user_scope
+        if isinstance(visible_owner, str):
+            params["f_visible_owner"] = visible_owner
         for name, bounds in (("mime", mime_bounds), ("filename", filename_bounds)):
             if bounds is not None:
                 params[f"f_{name}_low"] = bounds[0]
@@ -966,10 +990,10 @@ class Catalog:
             session=session_id is not None,
             visibility=(
                 "none"
-                if exclude_foreign_user_scope is False
-                else "owner"
-                if isinstance(exclude_foreign_user_scope, str)
-                else "session-only"
+                if visible_owner is False
+                else ("user-of" if user_scope_only else "owner")
+                if isinstance(visible_owner, str)
+                else "ownerless"
             ),
             mime=_bounds_shape(mime_bounds),
             filename=_bounds_shape(filename_bounds),
@@ -1054,18 +1078,47 @@ class Catalog:
         )
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def session_artifact_ids(self, conn: Connection, sandbox_id: str, session_id: str, limit: int) -> list[int]:
-        """Session-scoped rows of one session (they go when their session goes)."""
-        stmt = (
-            select(artifacts.c.row_id)
-            .where(
-                artifacts.c.sandbox_id == sandbox_id,
-                artifacts.c.session_id == session_id,
-                artifacts.c.scope == "session",
-            )
-            .limit(limit)
+    def session_artifact_ids(
+        self, conn: Connection, sandbox_id: str, session_id: str, limit: int, stored_before: float | None = None
+    ) -> list[int]:
+        """Session-scoped rows of one session (they go when their session goes); with
+        ``stored_before``, only those stored before then (a session's earlier lifetime)."""
+        conds = [
+            artifacts.c.sandbox_id == sandbox_id,
+            artifacts.c.session_id == session_id,
+            artifacts.c.scope == "session",
+        ]
+        if stored_before is not None:
+            conds.append(artifacts.c.stored_at < stored_before)
+        return list(conn.execute(select(artifacts.c.row_id).where(*conds).limit(limit)).scalars())
+
+    def session_uploads(
+        self, conn: Connection, sandbox_id: str, session_id: str, limit: int, created_before: float | None = None
+    ) -> list[Row]:
+        """Uploads in progress into one session (with ``created_before``: begun before then)."""
+        conds = [uploads.c.sandbox_id == sandbox_id, uploads.c.session_id == session_id]
+        if created_before is not None:
+            conds.append(uploads.c.created_at < created_before)
+        return [dict(r._mapping) for r in conn.execute(select(uploads).where(*conds).limit(limit))]
+
+    def count_session_uploads(self, conn: Connection, sandbox_id: str, session_ids: list[str], now: float) -> int:
+        """Uploads into these sessions that are not past their own window (those that are are
+        counted by ``count_expired_uploads``): what a sweep drops with the sessions."""
+        stmt = select(func.count()).where(
+            uploads.c.sandbox_id == sandbox_id,
+            uploads.c.session_id.in_(session_ids),
+            uploads.c.expires_at > now,
+            uploads.c.created_at < now,
         )
-        return list(conn.execute(stmt).scalars())
+        return int(conn.execute(stmt).scalar_one())
+
+    def count_open_uploads(
+        self, conn: Connection, sandbox_id: str, owner_id: str | None, session_id: str | None
+    ) -> int:
+        """Uploads in progress of one owner (a user, or else a session of no user)."""
+        owner = uploads.c.owner_id == owner_id if owner_id is not None else uploads.c.session_id == session_id
+        stmt = select(func.count()).where(uploads.c.sandbox_id == sandbox_id, owner)
+        return int(conn.execute(stmt).scalar_one())
 
     def count_live_sessions(self, conn: Connection, sandbox_id: str, now: float) -> int:
         return conn.execute(

@@ -6,6 +6,7 @@ override it. Nothing is read at import time.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -40,6 +41,22 @@ _TRUE = {"1", "true", "yes", "on"}
 #: ``Settings.durability``: what an acknowledged write survives.
 DURABILITY_LEVELS = ("process", "power")
 
+#: The longest lifetime anything may have: an artifact's TTL, a session's, an upload's (a century,
+#: so that no expiry overflows a date or a database column).
+MAX_TTL = 100 * 365 * 86400
+MAX_HOURS = MAX_TTL // 3600
+#: The statement timeout of a PostgreSQL catalog by default (seconds; ``0`` turns it off).
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, integer: bool, var: str) -> None:
+    """Refuse a setting that is not a finite number in ``[low, high]`` (an integer if asked)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not (math.isfinite(value) and low <= value <= high):
+        kind = "an integer" if integer else "a number"
+        raise InvalidArgumentError(f"{name} ({var}) must be {kind} from {low:g} to {high:g}, not {value!r}")
+
+
 # (field, environment variable, type) — the single table of what is read from where.
 _ENV: tuple[tuple[str, str, type], ...] = (
     ("storage_provider", "ARTIFACT_PROVIDER", str),
@@ -71,6 +88,8 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("s3_sse_algorithm", "S3_SSE_ALGORITHM", str),
     ("s3_connect_timeout", "S3_CONNECT_TIMEOUT", float),
     ("s3_read_timeout", "S3_READ_TIMEOUT", float),
+    ("statement_timeout", "ARTIFACT_STATEMENT_TIMEOUT", float),
+    ("max_open_uploads", "ARTIFACT_MAX_OPEN_UPLOADS", int),
     ("ibm_cos_access_key", "IBM_COS_ACCESS_KEY", str),
     ("ibm_cos_secret_key", "IBM_COS_SECRET_KEY", str),
     ("ibm_cos_endpoint", "IBM_COS_ENDPOINT", str),
@@ -163,6 +182,12 @@ class Settings:
     #: Requests are retried, so a dead or silent endpoint fails after a few times these.
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 60.0
+    #: Seconds a PostgreSQL catalog lets one statement run before cancelling it (``0``: no
+    #: limit), so that no query, however it was built, ties the database up.
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+    #: Presigned and multipart uploads one owner (a user, or else a session) may have open at
+    #: once; bytes in open uploads count against the quota when the upload completes.
+    max_open_uploads: int = 100
     ibm_cos_access_key: str | None = None
     ibm_cos_secret_key: str | None = None
     ibm_cos_endpoint: str | None = None
@@ -188,16 +213,21 @@ class Settings:
         from .grid import validate_id
 
         validate_id(self.sandbox_id, "sandbox_id")
-        if self.default_ttl <= 0:
-            raise InvalidArgumentError("default_ttl must be a positive number of seconds")
-        if self.session_ttl_hours <= 0:
-            raise InvalidArgumentError("session_ttl_hours must be positive")
-        if self.upload_ttl <= 0 or self.multipart_min_part_size < 0:
-            raise InvalidArgumentError("upload_ttl must be positive, multipart_min_part_size >= 0")
+        var = {field: env for field, env, _kind in _ENV}
+        for name, low, high, integer in (
+            ("default_ttl", 1, MAX_TTL, True),
+            ("upload_ttl", 1, MAX_TTL, True),
+            ("session_ttl_hours", 1 / 3600, MAX_HOURS, False),
+            ("max_meta_bytes", 2, 2**31 - 1, True),
+            ("multipart_min_part_size", 0, 5 * 1024**3, True),
+            ("statement_timeout", 0, 86400, False),
+            ("max_open_uploads", 1, 2**31 - 1, True),
+        ):
+            _check_number(name, getattr(self, name), low, high, integer=integer, var=var[name])
         for name in ("quota_user_bytes", "quota_user_count", "quota_sandbox_bytes", "quota_sandbox_count"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidArgumentError(f"{name} must be a non-negative integer or None")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63):
+                raise InvalidArgumentError(f"{name} must be a non-negative integer (below 2**63) or None")
         for name in ("s3_connect_timeout", "s3_read_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:

@@ -104,6 +104,7 @@ class StoreCore:
                 auto_migrate=auto_migrate,
                 prepare_connection=lambda c, d: pm.hook.prepare_connection(dbapi_connection=c, dialect=d),
                 durable=settings.durability == "power",
+                statement_timeout=settings.statement_timeout,
             )
         except BaseException:
             self.blobs.close()
@@ -125,6 +126,7 @@ class StoreCore:
             storage_provider=self.blobs.name,
             sessions_in_catalog=sessions_in_catalog,
             arrivals=self.writer.register_arrived if self.blobs.native_presign else None,
+            retire=self.writer.retire_session,
         )
         self._presigner: Presigner | None = None
         self._closed = False

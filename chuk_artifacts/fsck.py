@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import grid
 from .access import Caller
-from .errors import ArtifactStoreError, InvalidArgumentError
+from .errors import ArtifactStoreError, InvalidArgumentError, ProviderError
 
 if TYPE_CHECKING:
     from .models import Row
@@ -297,9 +297,12 @@ def _check_blobs(
             found.append(Problem(kind, key, _artifact_id_of(key), f"{what}, {_age(orphan_age)}"))
         for problem in found:
             if repair:
-                problem.action = _repair_blob(
-                    store, problem, report, grace=grace, now=now, delete=delete, parts_prefix=parts_prefix
-                )
+                try:
+                    problem.action = _repair_blob(
+                        store, problem, report, grace=grace, now=now, delete=delete, parts_prefix=parts_prefix
+                    )
+                except ProviderError as exc:  # e.g. a symbolic link planted under the root
+                    problem.detail += f"; not repaired: {exc}"
             report.problems.append(problem)
         report.blobs += len(batch)
         if progress is not None:

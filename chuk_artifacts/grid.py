@@ -37,10 +37,16 @@ __all__ = [
 SCOPES = ("session", "user", "sandbox")
 MAX_ID_LENGTH = 128
 MAX_FILENAME_LENGTH = 1024
+#: Filenames are indexed: PostgreSQL's btree entries hold at most ~2,700 bytes, so a filename is
+#: also capped in UTF-8 bytes, on every catalog alike (1,024 ASCII characters, fewer beyond).
+MAX_FILENAME_BYTES = 1024
 MAX_SUMMARY_LENGTH = 65536
 #: How deeply meta may nest (objects and arrays). Deeper values are refused with a clear error
 #: instead of exhausting the interpreter's recursion limit (``RecursionError``) in the encoder.
 MAX_META_DEPTH = 64
+#: The most top-level entries a search's ``meta_filter`` may have: each is a condition, and a
+#: query must stay cheap to plan as well as to run.
+MAX_META_FILTER_ENTRIES = 64
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=~|:-]*")
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9!#$&^_.+*-]+(;[ -~]*)?")
@@ -102,6 +108,8 @@ def validate_filename(filename: object) -> str | None:
         raise InvalidArgumentError("filename must be a string")
     if not filename or len(filename) > MAX_FILENAME_LENGTH:
         raise InvalidArgumentError(f"filename must be 1 to {MAX_FILENAME_LENGTH} characters")
+    if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
+        raise InvalidArgumentError(f"filename must be at most {MAX_FILENAME_BYTES} bytes in UTF-8")
     if _CONTROL.search(filename):
         raise InvalidArgumentError("filename must not contain control characters")
     if filename.startswith(("/", "\\")) or "\\" in filename:

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import grid
+from .access import Caller
 from .core import StoreCore
 from .errors import InvalidArgumentError
 from .events import reports_denials
@@ -34,6 +35,17 @@ def _page(rows: list[Row], next_cursor: str | None) -> ArtifactList:
     return ArtifactList([metadata_from_row(r) for r in rows], next_cursor)
 
 
+def _session_view(caller: Caller) -> Row | None:
+    """The filters of what a caller naming a session may see of it (``access.can_read``): of a
+    live session, the artifacts of no owner or of the caller's user; of a session that is not
+    live (unknown, deleted, expired), only the caller's own user-scoped ones. ``None``: nothing."""
+    if caller.session is not None:
+        return {"session_id": caller.session_id, "visible_owner": caller.user_id}
+    if caller.user_id is None:
+        return None
+    return {"session_id": caller.session_id, "visible_owner": caller.user_id, "user_scope_only": True}
+
+
 class ListingMethods(StoreCore):
     """``list_by_session``, ``get_directory_contents`` and ``search``."""
 
@@ -48,13 +60,12 @@ class ListingMethods(StoreCore):
     ) -> ArtifactList:
         """Live artifacts of a session, oldest first, one page at a time (see ``next_cursor``)."""
         caller = self.policy.caller(user_id, session_id)
+        limit = _check_limit(limit)
+        view = _session_view(caller)
+        if view is None:
+            return _page([], None)
         rows, nxt = self.catalog.find_artifacts(
-            sandbox_id=self.sandbox_id,
-            now=time.time(),
-            limit=_check_limit(limit),
-            cursor=cursor,
-            session_id=session_id,
-            exclude_foreign_user_scope=caller.user_id,
+            sandbox_id=self.sandbox_id, now=time.time(), limit=limit, cursor=cursor, **view
         )
         return _page(rows, nxt)
 
@@ -73,15 +84,18 @@ class ListingMethods(StoreCore):
         if not isinstance(directory_prefix, str) or len(directory_prefix) > grid.MAX_FILENAME_LENGTH:
             raise InvalidArgumentError("directory_prefix must be a string")
         grid.validate_text(directory_prefix, "directory_prefix")
+        limit = _check_limit(limit)
+        view = _session_view(caller)
+        if view is None:
+            return _page([], None)
         rows, nxt = self.catalog.find_artifacts(
             sandbox_id=self.sandbox_id,
             now=time.time(),
-            limit=_check_limit(limit),
+            limit=limit,
             cursor=cursor,
-            session_id=session_id,
-            exclude_foreign_user_scope=caller.user_id,
             filename_prefix=directory_prefix or None,
             order_by_filename=True,
+            **view,
         )
         return _page(rows, nxt)
 
@@ -109,21 +123,29 @@ class ListingMethods(StoreCore):
             grid.validate_scope(scope)
         if meta_filter is not None:  # a dict of JSON values, as stored meta is
             meta_filter = grid.validate_meta(meta_filter, self.settings.max_meta_bytes)
+            if len(meta_filter) > grid.MAX_META_FILTER_ENTRIES:
+                raise InvalidArgumentError(
+                    f"meta_filter has {len(meta_filter)} entries; at most {grid.MAX_META_FILTER_ENTRIES} are allowed "
+                    "(filter on fewer keys, or keep a combined value under one key)"
+                )
         for name, value in (("mime_prefix", mime_prefix), ("filename_prefix", filename_prefix)):
             if value is not None and (not isinstance(value, str) or len(value) > grid.MAX_FILENAME_LENGTH):
                 raise InvalidArgumentError(f"{name} must be a string")
             if value is not None:
                 grid.validate_text(value, name)
         filters: dict[str, Any] = {}
+        limit = _check_limit(limit)
         if caller.session_id is not None:
-            filters["session_id"] = caller.session_id
-            filters["exclude_foreign_user_scope"] = caller.user_id
+            view = _session_view(caller)
+            if view is None:
+                return _page([], None)
+            filters.update(view)
         elif caller.user_id is not None and scope != "sandbox":
             filters["owner_id"] = caller.user_id
         rows, nxt = self.catalog.find_artifacts(
             sandbox_id=self.sandbox_id,
             now=time.time(),
-            limit=_check_limit(limit),
+            limit=limit,
             cursor=cursor,
             scope=scope,
             mime_prefix=mime_prefix,

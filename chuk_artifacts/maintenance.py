@@ -44,14 +44,19 @@ class MaintenanceMethods(StoreCore):
             report("artifacts", n)
             if n == 0:
                 break
-        sessions = 0
+        sessions = uploads = 0
         while True:
             # Through the session provider: its sessions need not live in the catalog.
             expired = mine = self.sessions.expired(now, _BATCH)
             for sid in mine:
-                n, b = self.writer.purge_session(sid, event="artifact_expired", caller=caller)
+                # Only what was stored before the sweep began: a store that replaces the session
+                # meanwhile (an expired session is replaced, never revived) keeps its artifact.
+                n, b = self.writer.purge_session(sid, event="artifact_expired", caller=caller, stored_before=now)
                 artifacts, freed = artifacts + n, freed + b
                 report("artifacts", n)
+                dropped = self.writer.drop_session_uploads(sid, created_before=now)
+                uploads += dropped
+                report("uploads", dropped)
             gone = self.sessions.delete_expired(mine, now)
             for sid in gone:
                 self.events.emit("session_deleted", session_id=sid, caller=caller, expired=True)
@@ -60,8 +65,9 @@ class MaintenanceMethods(StoreCore):
             report("sessions", removed)
             if len(expired) < _BATCH or removed == 0:
                 break
-        uploads = self.writer.cleanup_uploads(now)
-        report("uploads", uploads)
+        expired_uploads = self.writer.cleanup_uploads(now)
+        uploads += expired_uploads
+        report("uploads", expired_uploads)
         self.writer.recover(now)
         return CleanupResult(artifacts=artifacts, sessions=sessions, uploads=uploads, bytes=freed)
 
@@ -72,8 +78,10 @@ class MaintenanceMethods(StoreCore):
             uploads = self.catalog.count_expired_uploads(conn, self.sandbox_id, now)
         expired = self.sessions.expired(now, _PREVIEW_SESSIONS)
         for start in range(0, len(expired), _BATCH):
+            batch = expired[start : start + _BATCH]
             with self.catalog.read() as conn:
-                n, b = self.catalog.count_session_artifacts(conn, self.sandbox_id, expired[start : start + _BATCH], now)
+                n, b = self.catalog.count_session_artifacts(conn, self.sandbox_id, batch, now)
+                uploads += self.catalog.count_session_uploads(conn, self.sandbox_id, batch, now)
             artifacts, freed = artifacts + n, freed + b
         return CleanupResult(artifacts=artifacts, sessions=len(expired), uploads=uploads, bytes=freed)
 

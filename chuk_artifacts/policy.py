@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from . import grid
 from .access import Caller, can_read, can_write
+from .config import MAX_TTL
 from .errors import (
     AccessDeniedError,
     ArtifactCorruptedError,
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from .models import Row
 
 __all__ = ["Policy", "MAX_TTL", "admin_call", "UNREAD"]
-
-MAX_TTL = 100 * 365 * 86400
 
 #: "Not read yet" for rows a caller may hand down (``None`` is a row that does not exist).
 UNREAD: Any = object()
@@ -58,6 +57,7 @@ class Policy:
         storage_provider: str,
         sessions_in_catalog: bool,
         arrivals: Callable[[str], Row | None] | None = None,
+        retire: Callable[[Row], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.sandbox_id = settings.sandbox_id
@@ -71,15 +71,26 @@ class Policy:
         #: Backends whose uploads arrive unseen (S3 presigned PUTs): finds and registers an
         #: auto-register upload for an artifact id the catalog does not know yet.
         self.arrivals = arrivals
+        #: Removes what an expired session held (its session-scoped artifacts from before it
+        #: expired, its open uploads) before a store replaces it with a new session of that id.
+        self.retire = retire
         self.closed = False
         self._anonymous_session_id: str | None = None
 
     # -- identity -------------------------------------------------------------------------
 
-    def caller(self, user_id: str | None, session_id: str | None, *, session_row: Any = UNREAD) -> Caller:
+    def caller(
+        self, user_id: str | None, session_id: str | None, *, session_row: Any = UNREAD, slide: bool = True
+    ) -> Caller:
         """Validate the identity a call names; resolve a session's owner as its user.
         ``session_row``: the session's row when the caller has read it already (and so has
-        validated ``session_id``)."""
+        validated ``session_id``).
+
+        Only a live session is an identity: an unknown, deleted or expired one resolves no
+        user, and reaches none of its artifacts (``Caller.session`` is ``None``). Using a live
+        session, by reading as well as by writing, slides its expiry (``SessionRules.touch``),
+        except with ``slide=False`` (the session methods, which inspect a session, not use it).
+        """
         if self.closed:
             raise ArtifactStoreError("the store is closed")
         if user_id is not None:
@@ -89,10 +100,17 @@ class Policy:
             if session_row is UNREAD:
                 grid.validate_id(session_id, "session_id")
             row = self.sessions.get(session_id) if session_row is UNREAD else session_row
-            if row is not None and row["user_id"] is not None:
-                if user_id is not None and row["user_id"] != user_id:
-                    raise AccessDeniedError(f"session {session_id!r} belongs to another user")
-                user_id = row["user_id"]
+            if row is not None:
+                now = time.time()
+                if row["expires_at"] <= now:
+                    row = None
+                else:
+                    if row["user_id"] is not None:
+                        if user_id is not None and row["user_id"] != user_id:
+                            raise AccessDeniedError(f"session {session_id!r} belongs to another user")
+                        user_id = row["user_id"]
+                    if slide:
+                        row = self.sessions.touch(row, now)
         if user_id is None and session_id is None and self.settings.strict and not admin_call.get():
             raise AccessDeniedError(
                 "strict mode: every call must name a user_id or session_id "
@@ -217,12 +235,15 @@ class Policy:
         return session["session_id"], owner, key
 
     def _usable_session(self, caller: Caller) -> Row:
-        """``sessions.ensure`` for the caller's session, reusing the row ``caller`` just read:
-        a live one is only slid (``touch``), as ``ensure`` would after reading it itself."""
-        now = time.time()
+        """The caller's session, ready for a new artifact: the live row ``caller`` holds (slid
+        already), else a new session of that id. An expired one is replaced, never revived: the
+        artifacts of its old lifetime go first (``retire``), as a sweep would remove them."""
         known = caller.session
-        if known is not None and known["session_id"] == caller.session_id and known["expires_at"] > now:
-            return self.sessions.touch(known, now)
+        if known is not None and known["session_id"] == caller.session_id:
+            return known
+        stale = self.sessions.get(caller.session_id)  # type: ignore[arg-type]
+        if stale is not None and stale["expires_at"] <= time.time() and self.retire is not None:
+            self.retire(stale)
         return self.sessions.ensure(caller.session_id, caller.user_id)  # type: ignore[arg-type]
 
     def _anonymous_session(self) -> Row:

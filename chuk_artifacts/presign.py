@@ -7,6 +7,8 @@ serves; S3-style backends presign natively (``s3.S3Presigner``).
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from .core import StoreCore
@@ -38,9 +40,12 @@ class PresignMethods(StoreCore):
         user_id: str | None = None,
         session_id: str | None = None,
     ) -> str:
-        """A URL that downloads the artifact for ``expires`` seconds, without credentials."""
+        """A URL that downloads the artifact for ``expires`` seconds, without credentials — never
+        past the artifact's own expiry (the URL's lifetime is cut to what is left of its TTL)."""
         expires = check_expires(expires)
         row = self.policy.accessible(artifact_id, user_id, session_id)
+        if row["expires_at"] is not None:
+            expires = max(1, min(expires, math.floor(row["expires_at"] - time.time())))
         return self.presigner.download_url(row, expires)
 
     @reports_denials

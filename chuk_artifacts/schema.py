@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision the code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0002_intents_quotas"
+SCHEMA_REVISION = "0003_upload_owners"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -153,7 +153,11 @@ class UploadRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_uploads_expires_at", "sandbox_id", "expires_at"),)
+    __table_args__ = (
+        Index("ix_uploads_expires_at", "sandbox_id", "expires_at"),
+        Index("ix_uploads_session", "sandbox_id", "session_id"),
+        Index("ix_uploads_owner", "sandbox_id", "owner_id"),
+    )
 
 
 class UploadPartRow(Base):

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from .access import Caller
+from .config import MAX_HOURS
 from .core import StoreCore
 from .errors import AccessDeniedError, ArtifactNotFoundError, InvalidArgumentError
 from .events import reports_denials
@@ -26,7 +27,6 @@ def _check_hours(value: Any, name: str) -> float:
     return float(value)
 
 
-MAX_HOURS = 100 * 365 * 24
 _MAX_SESSION_SECONDS = MAX_HOURS * 3600.0
 
 
@@ -36,7 +36,7 @@ class SessionMethods(StoreCore):
 
     def _own_session(self, session_id: str, user_id: str | None) -> Row | None:
         """The session row (``None`` if unknown), after checking the caller may manage it."""
-        caller = self.policy.caller(user_id, session_id)
+        caller = self.policy.caller(user_id, session_id, slide=False)
         row = self.sessions.get(session_id)
         if row is not None and user_id is not None and row["user_id"] != caller.user_id:
             raise AccessDeniedError(f"session {session_id!r} does not belong to user {user_id!r}")
@@ -59,7 +59,7 @@ class SessionMethods(StoreCore):
             stale = self.sessions.get(validate_id(session_id, "session_id"))
             if stale is not None and stale["expires_at"] <= time.time():
                 # An expired session's artifacts go with it (as a sweep would), never to its next owner.
-                self.writer.purge_session(session_id, event="artifact_expired", caller=Caller(None, None))
+                self.writer.retire_session(stale)
         row = self.sessions.create(user_id, session_id=session_id, ttl_seconds=seconds, meta=meta)
         self.events.emit("session_created", session_id=row["session_id"], user_id=user_id, caller=Caller(user_id))
         return str(row["session_id"])
@@ -120,6 +120,7 @@ class SessionMethods(StoreCore):
         owner = user_id if user_id is not None else (row["user_id"] if row is not None else None)
         caller = Caller(owner, session_id)
         self.writer.purge_session(session_id, event="artifact_deleted", caller=caller)
+        self.writer.drop_session_uploads(session_id)  # its uploads may not become artifacts later
         deleted = self.sessions.delete(session_id)
         if deleted:
             self.events.emit("session_deleted", session_id=session_id, caller=caller, expired=False)

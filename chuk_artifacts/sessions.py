@@ -26,11 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["SessionProvider", "SessionRules", "CatalogSessions", "new_session_id"]
 
 
-def new_session_id(user_id: str | None) -> str:
-    token = secrets.token_hex(6)
-    if user_id:
-        return f"sess-{user_id[:80]}-{int(time.time())}-{token}"
-    return f"sess-{int(time.time())}-{token}"
+def new_session_id() -> str:
+    """A new session id: ``sess-`` and 128 random bits. A session id is a bearer credential for
+    its artifacts, so it embeds nothing that can be guessed (no user id, no time)."""
+    return f"sess-{secrets.token_hex(16)}"
 
 
 class SessionRules(SessionProvider):
@@ -117,7 +116,7 @@ class CatalogSessions(SessionRules):
     ) -> Row:
         """Create a session (a new id unless ``session_id`` is given); replaces an expired one."""
         now = time.time()
-        session_id = validate_id(session_id, "session_id") if session_id else new_session_id(user_id)
+        session_id = validate_id(session_id, "session_id") if session_id else new_session_id()
         values = self._new_row(session_id, user_id, now, ttl_seconds or self.ttl, meta)
         with self.catalog.write() as conn:
             existing = self.catalog.get_session(conn, self.sandbox_id, session_id)
@@ -139,7 +138,7 @@ class CatalogSessions(SessionRules):
                 self.catalog.lock(conn, f"user-session:{self.sandbox_id}:{user_id}")
                 row = self.catalog.live_user_session(conn, self.sandbox_id, user_id, now)
                 if row is None:
-                    row = self._new_row(new_session_id(user_id), user_id, now, self.ttl, None)
+                    row = self._new_row(new_session_id(), user_id, now, self.ttl, None)
                     self.catalog.insert_session(conn, row)
                     return {**row, "created": True}
         return self.touch(row, now)

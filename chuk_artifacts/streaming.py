@@ -10,7 +10,7 @@ import hashlib
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from .core import StoreCore
-from .errors import ArtifactCorruptedError, InvalidArgumentError
+from .errors import ArtifactCorruptedError, ArtifactStoreError, InvalidArgumentError
 from .events import reports_denials
 from .models import (
     ProgressCallback,
@@ -108,7 +108,10 @@ class StreamingMethods(StoreCore):
         chunk_size = _check_chunk_size(request.chunk_size)
         row = self.policy.accessible(request.artifact_id, request.user_id, request.session_id)
         start, end = resolve_range(row["bytes"], request.start, request.end)
-        return self._read_range(row, start, end, chunk_size, request.progress_callback)
+        # The whole artifact follows an update that lands as the download starts; a range of
+        # it cannot (its bounds were the old version's) and is refused instead.
+        whole = request.start is None and request.end is None
+        return self._read_range(row, start, end, chunk_size, request.progress_callback, follow=whole)
 
     def signed_blob(self, key: str) -> SignedBlob:
         """The live artifact at ``key`` (a signed URL already authorised the request), with a
@@ -121,7 +124,14 @@ class StreamingMethods(StoreCore):
         return SignedBlob(metadata_from_row(row), read)
 
     def _read_range(
-        self, row: Row, start: int, end: int, chunk_size: int, progress: ProgressCallback | None = None
+        self,
+        row: Row,
+        start: int,
+        end: int,
+        chunk_size: int,
+        progress: ProgressCallback | None = None,
+        *,
+        follow: bool = False,
     ) -> Iterator[bytes]:
         return read_range(
             self.blobs,
@@ -131,8 +141,14 @@ class StreamingMethods(StoreCore):
             chunk_size,
             verify_reads=self.settings.verify_reads,
             missing=self.policy.missing_bytes,
+            current=lambda r: self.catalog.artifact(r["artifact_id"]),
+            follow=follow,
             progress=progress,
         )
+
+
+#: Reads of an artifact that changed while being opened start again this many times at most.
+_READ_ATTEMPTS = 5
 
 
 def read_range(
@@ -144,16 +160,30 @@ def read_range(
     *,
     verify_reads: bool,
     missing: Callable[[Row], None],
+    current: Callable[[Row], Row | None] | None = None,
+    follow: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Iterator[bytes]:
     """Chunks of ``row``'s blob in ``[start, end)``; the whole object is checked against the
     catalog's size (and sha256 when ``verify_reads`` is on). ``missing(row)`` raises the error
-    for bytes that are gone."""
-    try:
-        f = open_blob(blobs, row)
-    except FileNotFoundError:
-        missing(row)
-        raise
+    for bytes that are gone.
+
+    ``current(row)`` reads the row again once the blob is open. An update writes its row before
+    it moves the new bytes over the key, so an unchanged row means the open file holds the bytes
+    ``row`` describes (memory and local files keep an open object's bytes). A changed one is
+    followed (``follow``: the whole artifact, as it is now) or refused before the first byte
+    (``ArtifactStoreError``: ask again) — never a torn mix of two versions.
+    """
+    f = None
+    for _attempt in range(_READ_ATTEMPTS):
+        f, fresh = _open_checked(blobs, row, missing, current)
+        if f is not None:
+            break
+        if not follow:
+            raise ArtifactStoreError(f"artifact {row['artifact_id']!r} changed while it was being read: ask again")
+        row, start, end = fresh, 0, fresh["bytes"]
+    if f is None:
+        raise ArtifactStoreError(f"artifact {row['artifact_id']!r} changes faster than it can be read: ask again")
     whole = start == 0 and end == row["bytes"]
     verify = whole and verify_reads
 
@@ -183,6 +213,34 @@ def read_range(
                     progress(sent, end - start)
 
     return generate()
+
+
+def _open_checked(
+    blobs: Blobs, row: Row, missing: Callable[[Row], None], current: Callable[[Row], Row | None] | None
+) -> tuple[IO[bytes] | None, Row]:
+    """The open blob of ``row`` and ``row`` — or ``None`` and the row as it is now, if the
+    artifact changed since ``row`` was read (see ``read_range``)."""
+    try:
+        f = open_blob(blobs, row)
+    except FileNotFoundError:
+        fresh = current(row) if current is not None else None
+        if fresh is None or fresh["state"] != "committed" or _same_bytes(fresh, row):
+            missing(row)
+            raise
+        return None, fresh
+    fresh = current(row) if current is not None else row
+    if fresh is None or fresh["state"] != "committed":
+        f.close()
+        missing(row)
+        raise ArtifactStoreError(f"artifact {row['artifact_id']!r} is gone")  # (missing raises)
+    if not _same_bytes(fresh, row):
+        f.close()
+        return None, fresh
+    return f, row
+
+
+def _same_bytes(a: Row, b: Row) -> bool:
+    return bool(a["sha256"] == b["sha256"] and a["bytes"] == b["bytes"])
 
 
 def resolve_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:

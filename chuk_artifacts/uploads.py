@@ -23,6 +23,7 @@ from .errors import (
     ArtifactStoreError,
     InvalidArgumentError,
     ProviderError,
+    QuotaExceededError,
 )
 from .events import reports_denials
 from .models import (
@@ -43,6 +44,22 @@ __all__ = ["UploadMethods", "MAX_PARTS"]
 
 MAX_PARTS = 10000
 _COPY_CHUNK = 1 << 20
+
+
+def _within(chunks: Iterator[bytes], room: int | None, upload: dict[str, Any]) -> Iterator[bytes]:
+    """``chunks``, refused (``QuotaExceededError``) as soon as they pass ``room`` bytes: a body
+    that could never be registered is not kept."""
+    if room is None:
+        yield from chunks
+        return
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > room:
+            raise QuotaExceededError(
+                f"quota exceeded: upload {upload['upload_id']!r} passes the {room} bytes its owner has left"
+            )
+        yield chunk
 
 
 def _check_part_number(part_number: Any) -> int:
@@ -93,8 +110,7 @@ class UploadMethods(StoreCore):
         if kind == "multipart" and self.blobs.native_multipart:  # the backend keeps the parts
             upload["backend_upload_id"] = self.blobs.create_multipart(upload["key"], upload["mime"])
         try:
-            with self.catalog.write() as conn:
-                self.catalog.insert_upload(conn, upload)
+            self.writer.open_upload(upload)
         except BaseException:
             if upload["backend_upload_id"]:
                 with contextlib.suppress(ProviderError):
@@ -234,11 +250,12 @@ class UploadMethods(StoreCore):
         """Store the body of a presigned PUT (a signed URL already authorised it); its ETag.
         For gateways (``gateway.SignedURLStore``)."""
         upload = self._find_upload(upload_id, "presigned", ("open", "auto_register"))
+        room = self.writer.upload_room(upload)
         # Claimed while the body streams in: a concurrent PUT or register is refused instead of
         # changing bytes that are being (or have just been) hashed and registered.
         with self.writer.claim_upload(upload):
             with self.blobs.open_write(upload["key"]) as target:
-                size, sha256 = copy_stream(chunks_of(chunks, _COPY_CHUNK), target)
+                size, sha256 = copy_stream(_within(chunks_of(chunks, _COPY_CHUNK), room, upload), target)
             if upload["state"] == "auto_register":
                 self.writer.commit_upload(upload, size, sha256)
             else:
@@ -293,13 +310,18 @@ class UploadMethods(StoreCore):
         """Store one part sent to a signed part URL; its ETag (quoted MD5, as S3 does).
         For gateways (``gateway.SignedURLStore``)."""
         part_number = _check_part_number(part_number)
-        self._find_upload(upload_id, "multipart", ("open",))
+        upload = self._find_upload(upload_id, "multipart", ("open",))
+        room = self.writer.upload_room(upload)
+        if room is not None:  # the other parts of this upload take their share of the room
+            with self.catalog.read() as conn:
+                others = self.catalog.get_parts(conn, upload_id)
+            room = max(0, room - sum(p["size"] for n, p in others.items() if n != part_number))
         md5 = hashlib.md5(usedforsecurity=False)
         size = 0
         # Received under a key of its own, then renamed after its content (``part_key``).
         arriving = grid.arriving_part_key(self.sandbox_id, upload_id, part_number, uuid.uuid4().hex)
         with self.blobs.open_write(arriving) as target:
-            for chunk in chunks_of(chunks, _COPY_CHUNK):
+            for chunk in _within(chunks_of(chunks, _COPY_CHUNK), room, upload):
                 target.write(chunk)
                 md5.update(chunk)
                 size += len(chunk)

@@ -70,6 +70,11 @@ class BoundStore:
             return attr  # (an admin view wraps these too: cleanup_expired_sessions, stream_upload …)
         return self._bind(name, attr, signature)
 
+    def _session_owner(self) -> str | None:
+        """The user of this view's session while it is live (``None``: no user, or not live)."""
+        info = self._store.get_session_info(self.session_id)
+        return info["user_id"] if info is not None else None
+
     def runs_inline(self, name: str) -> bool:
         """As ``ArtifactStore.runs_inline``: a view adds no I/O."""
         return bool(self._store.runs_inline(name))
@@ -79,6 +84,14 @@ class BoundStore:
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind_partial(*args, **kwargs)
+            given_user = bound.arguments.get("user_id")
+            if self.user_id is None and self.session_id is not None and given_user is not None:
+                # A session view acts as its session's owner, or as no user: never as another.
+                owner = self._session_owner()
+                if given_user != owner:
+                    raise AccessDeniedError(
+                        f"this view acts as session_id={self.session_id!r} (user {owner!r}), not user_id={given_user!r}"
+                    )
             for param, mine in (("user_id", self.user_id), ("session_id", self.session_id)):
                 if param not in signature.parameters or mine is None:
                     continue

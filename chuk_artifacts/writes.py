@@ -349,21 +349,82 @@ class Writer:
         return len(claimed), sum(r["bytes"] for r in claimed)
 
     def purge_session(
-        self, session_id: str, *, event: str | None = None, caller: Caller | None = None
+        self,
+        session_id: str,
+        *,
+        event: str | None = None,
+        caller: Caller | None = None,
+        stored_before: float | None = None,
     ) -> tuple[int, int]:
-        """Every session-scoped artifact of ``session_id``; (rows removed, bytes freed)."""
+        """Every session-scoped artifact of ``session_id`` (with ``stored_before``: those stored
+        before then); (rows removed, bytes freed). Its uploads: ``drop_session_uploads``."""
         count = freed = 0
         while True:
             with self.catalog.read() as conn:
-                ids = self.catalog.session_artifact_ids(conn, self.sandbox_id, session_id, _BATCH)
-            if not ids:
-                return count, freed
-            n, b = self.purge(ids, event=event, caller=caller)
-            if n == 0:
-                return count, freed  # someone else is removing them
+                ids = self.catalog.session_artifact_ids(conn, self.sandbox_id, session_id, _BATCH, stored_before)
+            n, b = self.purge(ids, event=event, caller=caller) if ids else (0, 0)
             count, freed = count + n, freed + b
+            if n == 0:  # none left (or someone else is removing them)
+                return count, freed
+
+    def retire_session(self, session: Row) -> None:
+        """What an expired ``session`` row held, before a new session of its id replaces it:
+        its session-scoped artifacts and uploads from before it expired (a later write into the
+        new session is never touched, whoever replaced it first)."""
+        before = session["expires_at"]
+        self.purge_session(session["session_id"], event="artifact_expired", caller=Caller(), stored_before=before)
+        self.drop_session_uploads(session["session_id"], created_before=before)
+
+    def drop_session_uploads(self, session_id: str, *, created_before: float | None = None) -> int:
+        """End the uploads in progress into ``session_id``: its artifacts may not outlive it."""
+        dropped = 0
+        while True:
+            with self.catalog.read() as conn:
+                open_uploads = self.catalog.session_uploads(conn, self.sandbox_id, session_id, _BATCH, created_before)
+            n = sum(1 for upload in open_uploads if self.drop_upload(upload))
+            dropped += n
+            if n == 0:
+                return dropped
 
     # -- uploads becoming artifacts ---------------------------------------------------------------
+
+    def open_upload(self, upload: Row) -> None:
+        """Record a new upload in progress, within its owner's limits: at most
+        ``max_open_uploads`` open at once (counted under a lock, so racing openers cannot pass
+        it), and none for an owner whose byte quota is used up already."""
+        owner = upload["owner_id"] if upload["owner_id"] is not None else f"session:{upload['session_id']}"
+        limit = self.settings.max_open_uploads
+        with self.catalog.write() as conn:
+            self.catalog.lock(conn, f"uploads:{self.sandbox_id}:{owner}")
+            count = self.catalog.count_open_uploads(conn, self.sandbox_id, upload["owner_id"], upload["session_id"])
+            if count >= limit:
+                raise QuotaExceededError(
+                    f"{owner!r} has {count} uploads in progress, the most allowed (ARTIFACT_MAX_OPEN_UPLOADS="
+                    f"{limit}): complete or abort one first"
+                )
+            if self.upload_room(upload, conn) == 0:
+                raise QuotaExceededError(f"quota exceeded for {owner!r}: no room left for an upload")
+            self.catalog.insert_upload(conn, upload)
+
+    def upload_room(self, upload: Row, conn: Any = None) -> int | None:
+        """The bytes ``upload``'s owner may still add before a byte quota is reached (``None``:
+        no limit). Bytes received into open uploads count only when the upload completes, so
+        a gateway receiving a body stops it here (``QuotaExceededError``, 413) rather than keep
+        what could never be registered."""
+        quotas = self.quotas
+        limits = [("", quotas.sandbox_bytes)]
+        if upload["owner_id"] is not None:
+            limits.append((upload["owner_id"], quotas.user_bytes))
+        room: int | None = None
+        for owner, limit in limits:
+            if limit is None:
+                continue
+            if conn is None:
+                used, _count = self.usage(owner)
+            else:
+                used, _count = self.catalog.usage(conn, self.sandbox_id, owner)
+            room = max(0, limit - used) if room is None else min(room, max(0, limit - used))
+        return room
 
     @contextlib.contextmanager
     def claim_upload(self, upload: Row) -> Iterator[None]:

@@ -383,7 +383,7 @@ def test_presign_wrappers_deny_a_caller_who_cannot_read(gw, name):
     ("name", "seconds"), [("presign_short", 900), ("presign_medium", 3600), ("presign_long", 86400)]
 )
 def test_presign_wrappers_expire_after_their_documented_duration(gw, http, name, seconds):
-    aid = put_artifact(gw.store)
+    aid = put_artifact(gw.store, ttl=None)  # an artifact that outlives every wrapper's URL
     url = getattr(gw.store, name)(aid)
     expires = int(query_of(url)["expires"])
     assert abs(expires - (time.time() + seconds)) <= 5
@@ -410,21 +410,29 @@ def test_url_of_an_artifact_deleted_afterwards_answers_404(gw, http):
     assert http("GET", url).status == 404
 
 
-def test_url_of_an_artifact_that_expired_answers_410(serve, backend, clock, http):
+def test_a_url_never_outlives_its_artifact(serve, backend, clock, http):
     gw = serve(backend)
     aid = put_artifact(gw.store, ttl=60)
     url = gw.store.presign(aid, expires=3600)
+    assert int(query_of(url)["expires"]) <= time.time() + 60  # cut to what is left of the TTL
+    assert http("GET", url).body == DATA
+    clock.advance(61)
+    r = http("GET", url)
+    assert r.status == 403  # the URL expired with the artifact
+    assert DATA not in r.body
+
+
+def test_url_of_an_expired_artifact_answers_410(serve, backend, clock, http):
+    """The gateway checks the artifact's own expiry too (here: the URL was signed for longer
+    than the artifact lives, as a URL signed by an older version could be)."""
+    gw = serve(backend)
+    aid = put_artifact(gw.store, ttl=60)
+    row = gw.store.catalog.artifact(aid)
+    url = gw.store.presigner.download_url(row, 3600)
     clock.advance(61)
     r = http("GET", url)
     assert r.status == 410
     assert DATA not in r.body
-
-
-def test_url_of_an_expired_artifact_answers_404_once_swept(serve, backend, clock, http):
-    gw = serve(backend)
-    aid = put_artifact(gw.store, ttl=60)
-    url = gw.store.presign(aid, expires=3600)
-    clock.advance(61)
     gw.store.cleanup_expired_sessions()
     assert http("GET", url).status == 404
 

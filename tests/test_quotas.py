@@ -128,17 +128,31 @@ def test_stream_copy_and_batch_are_counted(make_store: MakeStore, backend: str) 
 @pytest.mark.parametrize("backend", LOCAL)
 def test_presigned_upload_registration_is_checked_and_keeps_the_upload(make_store: MakeStore, backend: str) -> None:
     store = make_store(backend, quota_user_bytes=100)
-    store.store(b"a" * 50, mime="text/plain", user_id="alice", scope="user")
+    store.store(b"a" * 30, mime="text/plain", user_id="alice", scope="user")
     url, artifact_id = store.presign_upload(user_id="alice", scope="user", filename="big.bin")
-    store.receive_upload(_upload_id(url), iter([b"u" * 60]))
+    store.receive_upload(_upload_id(url), iter([b"u" * 60]))  # fits when it arrives…
+    store.store(b"b" * 30, mime="text/plain", user_id="alice", scope="user")  # …no longer
     with pytest.raises(QuotaExceededError):
         store.register_uploaded_artifact(artifact_id, mime="text/plain", user_id="alice")
     # nothing lost: once there is room, the same upload registers
-    [first] = store.search(user_id="alice", scope="user")
+    first = list(store.search(user_id="alice", scope="user"))[0]
     store.delete(first.artifact_id, user_id="alice")
     assert store.register_uploaded_artifact(artifact_id, mime="text/plain", user_id="alice") == artifact_id
     assert store.retrieve(artifact_id, user_id="alice") == b"u" * 60
-    assert store.usage("alice")["bytes"] == 60
+    assert store.usage("alice")["bytes"] == 90
+
+
+@pytest.mark.parametrize("backend", LOCAL)
+def test_an_upload_body_past_the_room_left_is_refused_and_the_upload_stays_open(
+    make_store: MakeStore, backend: str
+) -> None:
+    store = make_store(backend, quota_user_bytes=100)
+    store.store(b"a" * 50, mime="text/plain", user_id="alice", scope="user")
+    url, artifact_id = store.presign_upload(user_id="alice", scope="user", filename="big.bin")
+    with pytest.raises(QuotaExceededError, match="passes the 50 bytes"):
+        store.receive_upload(_upload_id(url), iter([b"u" * 60]))
+    store.receive_upload(_upload_id(url), iter([b"u" * 50]))  # the upload is still open
+    assert store.register_uploaded_artifact(artifact_id, mime="text/plain", user_id="alice") == artifact_id
 
 
 @pytest.mark.parametrize("backend", LOCAL)
@@ -150,12 +164,16 @@ def test_multipart_completion_is_checked(make_store: MakeStore, backend: str) ->
     parts = []
     for n in (1, 2):
         url = store.get_part_upload_url(init["upload_id"], n, user_id="alice")
-        etag = store.receive_part(_upload_id(url), n, iter([bytes([48 + n]) * 60]))
+        etag = store.receive_part(_upload_id(url), n, iter([bytes([48 + n]) * 40]))
         parts.append(MultipartUploadPart(n, etag))
+    url = store.get_part_upload_url(init["upload_id"], 3, user_id="alice")
+    with pytest.raises(QuotaExceededError):  # the parts together pass the room left
+        store.receive_part(_upload_id(url), 3, iter([b"3" * 40]))
+    store.store(b"x" * 30, mime="text/plain", user_id="alice")
     complete = MultipartUploadCompleteRequest(init["upload_id"], parts, user_id="alice")
     with pytest.raises(QuotaExceededError):
         store.complete_multipart_upload(complete)
-    assert store.usage("alice")["bytes"] == 0
+    assert store.usage("alice")["bytes"] == 30
     assert not store.exists(init["artifact_id"])
 
 
