@@ -13,9 +13,14 @@ from chuk_artifacts import (
     InvalidArgumentError,
     SessionError,
 )
+from chuk_artifacts.models import MultipartUploadInitRequest
 
 HOUR = 3600.0
 DAY = 24 * HOUR
+
+
+def ids(listing):
+    return {m.artifact_id for m in listing}
 
 
 def parse_iso(value: str) -> datetime:
@@ -393,3 +398,115 @@ def test_session_operations_refuse_invalid_session_ids(mem):
     ):
         with pytest.raises(InvalidArgumentError):
             call()
+
+
+# -- a session is a security boundary only while it lives (issue 20, items 2-4, 8, 16) ----------
+# (run with the catalog and the Redis session providers: `nox -s plugins`)
+
+
+def test_artifacts_of_a_vanished_session_are_not_reachable_through_its_id(store):
+    """As when Redis expires a session: its row is gone before the sweep removes its artifacts."""
+    sid = store.create_session(user_id="alice")
+    aid = store.store(b"alice's", mime="text/plain", session_id=sid)
+    anonymous = store.create_session()
+    loose = store.store(b"nobody's", mime="text/plain", session_id=anonymous)
+    store.sessions.delete(sid)
+    store.sessions.delete(anonymous)
+    for caller in ({"session_id": sid}, {"session_id": sid, "user_id": "bob"}):
+        with pytest.raises(AccessDeniedError):
+            store.read_file(aid, **caller)
+        with pytest.raises(AccessDeniedError):
+            store.delete(aid, **caller)
+        assert ids(store.list_by_session(sid, user_id=caller.get("user_id"))) == set()
+        assert ids(store.search(**caller)) == set()
+    with pytest.raises(AccessDeniedError):
+        store.read_file(loose, session_id=anonymous)
+    # bob takes the freed id over: he still reaches nothing alice stored there
+    bobs = store.store(b"bob's", mime="text/plain", session_id=sid, user_id="bob")
+    with pytest.raises(AccessDeniedError):
+        store.read_file(aid, session_id=sid)
+    assert ids(store.list_by_session(sid)) == {bobs}
+    assert store.read_file(aid, user_id="alice") == b"alice's"  # its owner still may
+
+
+def test_an_expired_session_is_no_identity(store, clock):
+    sid = store.create_session(user_id="alice", ttl_hours=1)
+    aid = store.store(b"old", mime="text/plain", session_id=sid, ttl=None)
+    profile = store.store(b"profile", mime="text/plain", session_id=sid, scope="user", ttl=None)
+    clock.advance(HOUR + 1)
+    assert store.validate_session(sid) is False
+    for call in (
+        lambda: store.read_file(aid, session_id=sid),
+        lambda: store.presign(aid, session_id=sid),
+        lambda: store.delete(aid, session_id=sid),
+        lambda: store.update_metadata(aid, session_id=sid, summary="x"),
+        lambda: store.read_file(profile, session_id=sid),  # resolves no user any more
+    ):
+        with pytest.raises(AccessDeniedError):
+            call()
+    assert ids(store.search(session_id=sid)) == set()
+    assert store.read_file(profile, user_id="alice") == b"profile"
+
+
+def test_storing_into_an_expired_session_replaces_it_without_its_artifacts(store, clock):
+    sid = store.create_session(user_id="alice", ttl_hours=1)
+    old = store.store(b"old", mime="text/plain", session_id=sid, ttl=None)
+    clock.advance(HOUR + 1)
+    new = store.store(b"new", mime="text/plain", session_id=sid)
+    assert store.validate_session(sid) is True
+    assert ids(store.list_by_session(sid)) == {new}
+    with pytest.raises(ArtifactNotFoundError):
+        store.metadata(old)
+
+
+def test_reading_through_a_session_slides_it_as_writing_does(store, clock):
+    sid = store.create_session(user_id="alice", ttl_hours=1)
+    aid = store.store(b"x", mime="text/plain", session_id=sid, ttl=None)
+    for _ in range(4):  # two hours of reads, each past half of the session's lifetime
+        clock.advance(HOUR * 0.6)
+        assert store.read_file(aid, session_id=sid) == b"x"
+    assert store.validate_session(sid)
+    clock.advance(HOUR * 0.6)
+    assert store.validate_session(sid)  # validate_session inspects; it does not slide
+    clock.advance(HOUR * 0.5)
+    assert not store.validate_session(sid)
+
+
+def test_a_sweep_keeps_what_was_stored_into_a_session_replaced_during_it(store, clock):
+    sid = store.create_session(user_id="alice", ttl_hours=1)
+    old = store.store(b"old", mime="text/plain", session_id=sid, ttl=None)
+    clock.advance(HOUR + 1)
+    listed = store.sessions.expired
+    stored: list[str] = []
+
+    def expired_then_replaced(now, limit):
+        found = listed(now, limit)
+        if not stored:  # the session is replaced after the sweep listed it, before it purges
+            clock.advance(1)
+            stored.append(store.store(b"new", mime="text/plain", session_id=sid, ttl=None))
+        return found
+
+    store.sessions.expired = expired_then_replaced
+    try:
+        store.cleanup_expired_sessions()
+    finally:
+        store.sessions.expired = listed
+    assert store.read_file(stored[0], session_id=sid) == b"new"  # acknowledged, and kept
+    with pytest.raises(ArtifactNotFoundError):
+        store.metadata(old)
+    assert store.validate_session(sid)
+
+
+def test_deleting_a_session_ends_its_uploads(store):
+    sid = store.create_session(user_id="alice")
+    url, presigned_id = store.presign_upload(session_id=sid, filename="a.bin")
+    multipart = store.initiate_multipart_upload(
+        MultipartUploadInitRequest(filename="b.bin", mime_type="application/octet-stream", session_id=sid)
+    )
+    assert store.delete_session(sid)
+    with pytest.raises(ArtifactNotFoundError):
+        store.register_uploaded_artifact(presigned_id, session_id=sid)
+    with pytest.raises(ArtifactNotFoundError):
+        store.get_part_upload_url(multipart["upload_id"], 1, session_id=sid)
+    with store.catalog.read() as conn:
+        assert store.catalog.session_uploads(conn, store.sandbox_id, sid, 10) == []
