@@ -1,0 +1,178 @@
+"""Change notifications: which listen streams hear that an artifact changed.
+
+A change reaches a server in one of two ways. In the process that made it, the store's lifecycle
+hooks (``plugin.py``) hand it to every ``Notifier`` serving that store. From another process, it
+arrives through the change feed (``feed.py``): a table in the shared catalog that each server polls.
+
+Either way the ``Notifier`` publishes on its ``ArtifactBus``, a ``SubscriptionBus`` that remembers
+who opened each listen stream and delivers a change only to streams whose identity may read the
+artifact (the store's own rule, ``chuk_artifacts.access.can_read``). Each visible change becomes a
+``notifications/resources/updated`` for ``artifact://{id}`` and for the listing it belongs to, and
+a ``notifications/resources/list_changed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
+
+from chuk_artifacts.access import Caller, can_read
+
+__all__ = ["ArtifactBus", "Change", "Notifier", "artifact_uri", "notifiers_for", "session_uri", "user_uri"]
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_SCHEME = "artifact"
+
+
+def artifact_uri(artifact_id: str) -> str:
+    return f"{ARTIFACT_SCHEME}://{artifact_id}"
+
+
+def session_uri(session_id: str) -> str:
+    return f"artifacts://sessions/{session_id}"
+
+
+def user_uri(user_id: str) -> str:
+    return f"artifacts://users/{user_id}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed: enough of the artifact's row to decide who may see it."""
+
+    kind: str  # stored, updated, deleted, expired
+    artifact_id: str
+    scope: str
+    owner_id: str | None
+    session_id: str | None
+
+    @classmethod
+    def from_metadata(cls, kind: str, metadata: Any) -> Change:
+        return cls(kind, metadata.artifact_id, metadata.scope, metadata.owner_id, metadata.session_id)
+
+    def visible_to(self, user_id: str | None, session_id: str | None) -> bool:
+        if user_id is None and session_id is None:
+            # ``Caller()`` is the store's admin; an anonymous MCP client is not.
+            return self.scope == "sandbox"
+        return can_read(self.scope, self.owner_id, self.session_id, Caller(user_id, session_id))
+
+    def uris(self) -> list[str]:
+        uris = [artifact_uri(self.artifact_id)]
+        if self.scope == "session" and self.session_id:
+            uris.append(session_uri(self.session_id))
+        if self.scope == "user" and self.owner_id:
+            uris.append(user_uri(self.owner_id))
+        return uris
+
+
+#: Who a listen stream belongs to, asked when it opens: returns (user_id, session_id) later, at
+#: delivery time, because the client's store session may be created after its stream opened.
+IdentityOf = Callable[[], tuple[str | None, str | None]]
+
+
+class ArtifactBus:
+    """A ``SubscriptionBus`` that delivers an artifact change only to streams that may read it.
+
+    ``identify`` is called when a stream subscribes (inside the ``subscriptions/listen`` request,
+    so the request's access token is current) and returns that stream's ``IdentityOf``.
+    """
+
+    def __init__(self, identify: Callable[[], IdentityOf]) -> None:
+        self._identify = identify
+        self._listeners: dict[object, tuple[Callable[[ServerEvent], None], IdentityOf]] = {}
+
+    async def publish(self, event: ServerEvent) -> None:
+        """Generic events (``ctx.notify_*``) go to every stream; artifact changes use ``deliver``."""
+        for listener, _ in list(self._listeners.values()):
+            self._call(listener, event)
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        token = object()
+        self._listeners[token] = (listener, self._identify())
+
+        def unsubscribe() -> None:
+            self._listeners.pop(token, None)
+
+        return unsubscribe
+
+    def deliver(self, change: Change) -> None:
+        """Fan one change out to the streams allowed to see it (on the event loop)."""
+        events: list[ServerEvent] = [ResourceUpdated(uri=uri) for uri in change.uris()]
+        events.append(ResourcesListChanged())
+        for listener, identity_of in list(self._listeners.values()):
+            try:
+                user_id, session_id = identity_of()
+            except Exception:  # an identity that can no longer be resolved sees nothing
+                continue
+            if change.visible_to(user_id, session_id):
+                for event in events:
+                    self._call(listener, event)
+
+    @staticmethod
+    def _call(listener: Callable[[ServerEvent], None], event: ServerEvent) -> None:
+        try:
+            listener(event)
+        except Exception:  # one broken stream must not starve the others
+            logger.exception("listen stream refused an event")
+
+
+class Notifier:
+    """Hands changes from any thread to a bus on the server's event loop."""
+
+    def __init__(self, bus: ArtifactBus, origin: str) -> None:
+        self.bus = bus
+        #: Written on the change feed rows this server's store produces, so its poller skips them.
+        self.origin = origin
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def changed(self, change: Change) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            if _running_loop() is loop:
+                self.bus.deliver(change)
+            else:
+                loop.call_soon_threadsafe(self.bus.deliver, change)
+        except RuntimeError:  # the loop closed in between: nobody is listening any more
+            pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+# The notifiers serving each (sync) store; the lifecycle hooks look them up.
+_lock = threading.Lock()
+_notifiers: weakref.WeakKeyDictionary[Any, list[Notifier]] = weakref.WeakKeyDictionary()
+
+
+def attach(store: Any, notifier: Notifier) -> None:
+    with _lock:
+        _notifiers.setdefault(store, []).append(notifier)
+
+
+def detach(store: Any, notifier: Notifier) -> None:
+    with _lock:
+        found = _notifiers.get(store, [])
+        if notifier in found:
+            found.remove(notifier)
+
+
+def notifiers_for(store: Any) -> list[Notifier]:
+    with _lock:
+        return list(_notifiers.get(store, ()))
