@@ -37,6 +37,13 @@ class Identity:
             return store.as_session(self.session_id)
         return store.as_user(self.user_id, session_id=self.session_id)
 
+    def user_view(self, store: AsyncArtifactStore) -> AsyncArtifactStore:
+        """The store acting as this identity's user, for user- and sandbox-scope listings (a
+        session-bound search only finds that session's artifacts)."""
+        if self.user_id is None:
+            raise AccessDeniedError("this client has no user: it can list only its session's artifacts")
+        return store.as_user(self.user_id)
+
 
 def default_user_from_token(token: AccessToken) -> str:
     return token.subject or token.client_id

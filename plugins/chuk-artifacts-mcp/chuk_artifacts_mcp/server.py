@@ -458,15 +458,16 @@ def build_server(
             if scope == "session":
                 page = await view.list_by_session(who.session_id, limit, cursor=cursor)
             else:
-                if who.user_id is None:
-                    raise AccessDeniedError("this client has no user; only its session's artifacts can be listed")
-                page = await view.search(scope="user", limit=limit, cursor=cursor)
+                page = await who.user_view(store).search(scope="user", limit=limit, cursor=cursor)
         return _page(page, page.next_cursor)
 
     @server.tool(name="artifact_search")
     async def search(
         ctx: Context,
-        scope: Annotated[Literal["session", "user", "sandbox"] | None, Field(description="Only this scope.")] = None,
+        scope: Annotated[
+            Literal["session", "user", "sandbox"],
+            Field(description="session: this session's; user: your user artifacts; sandbox: shared ones."),
+        ] = "session",
         mime_prefix: Annotated[str | None, Field(max_length=255, description="e.g. image/ or text/csv")] = None,
         meta_filter: Annotated[
             dict[str, Any] | None, Field(description="Metadata entries that must all be equal.")
@@ -475,9 +476,11 @@ def build_server(
         limit: Limit = 20,
         cursor: Cursor = None,
     ) -> CallToolResult:
-        """Search the artifacts you may read by scope, MIME prefix, metadata and filename prefix."""
+        """Search the artifacts you may read in one scope by MIME prefix, metadata and filename prefix."""
         with tool_errors("artifact_search"):
-            page = await (await me(ctx)).view(store).search(
+            who = await me(ctx)
+            view = who.view(store) if scope == "session" else who.user_view(store)
+            page = await view.search(
                 scope=scope,
                 mime_prefix=mime_prefix,
                 meta_filter=meta_filter,
@@ -640,7 +643,7 @@ def build_server(
         async def fetch(view: AsyncArtifactStore, who: Identity) -> Any:
             if user_id != who.user_id:
                 raise AccessDeniedError(f"user {user_id!r} is not this client's user")
-            return await view.search(scope="user", limit=100)
+            return await who.user_view(store).search(scope="user", limit=100)
 
         return await listing(ctx, user_uri(user_id), fetch)
 

@@ -214,7 +214,13 @@ async def test_search_filters_by_mime_prefix_and_metadata(store: AsyncArtifactSt
         await call(client, "artifact_write_text", text="plain", filename="p.txt", meta={"kind": "note"})
         by_mime = await call(client, "artifact_search", mime_prefix="text/csv")
         by_meta = await call(client, "artifact_search", meta_filter={"kind": "table"})
+        kept = await call(client, "artifact_write_text", text="k", filename="k.txt", scope="user", meta={"kind": "table"})
+        by_user = await call(client, "artifact_search", scope="user", meta_filter={"kind": "table"})
+        notice = await store.store(b"for everyone", mime="text/plain", scope="sandbox")
+        shared = await call(client, "artifact_search", scope="sandbox")
     assert [i["artifact_id"] for i in by_mime["items"]] == [csv["artifact_id"]]
+    assert [i["artifact_id"] for i in by_user["items"]] == [kept["artifact_id"]]
+    assert [i["artifact_id"] for i in shared["items"]] == [notice]
     assert [i["artifact_id"] for i in by_meta["items"]] == [csv["artifact_id"]]
 
 
@@ -255,9 +261,12 @@ async def test_two_users_never_see_each_others_artifacts(store: AsyncArtifactSto
             with pytest.raises(MCPError) as denied:
                 await bob.read_resource(uri)
             assert "access_denied" in str(denied.value)
-        found = await call(bob, "artifact_search")
-        assert found["items"] == []
+        for scope in ("session", "user", "sandbox"):
+            assert (await call(bob, "artifact_search", scope=scope))["items"] == []
         assert (await call(bob, "artifact_list", scope="user"))["items"] == []
+        assert [i["artifact_id"] for i in (await call(alice, "artifact_list", scope="user"))["items"]] == [
+            mine["artifact_id"]
+        ]
         # And nothing of alice's changed.
         assert (await read_bytes(alice, mine["uri"]))[0] == b"alice's user file"
         assert (await store.metadata(private["artifact_id"])).summary == ""
