@@ -117,9 +117,7 @@ class Identities:
         async with lock:
             session_id = self._sessions.get(key)
             if session_id is None or not await self.store.validate_session(session_id, user_id=user):
-                session_id = await self.store.create_session(
-                    user_id=user, custom_metadata=dict(self.session_metadata)
-                )
+                session_id = await self.store.create_session(user_id=user, custom_metadata=dict(self.session_metadata))
                 self._sessions[key] = session_id
         return Identity(user, session_id)
 

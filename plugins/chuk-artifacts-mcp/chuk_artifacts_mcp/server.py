@@ -508,8 +508,10 @@ def build_server(
     ) -> CallToolResult:
         """Change an artifact's summary, metadata or filename (the bytes stay)."""
         with tool_errors("artifact_update_metadata"):
-            m = await (await me(ctx)).view(store).update_metadata(
-                artifact_id, summary=summary, meta=meta, merge=merge, filename=filename
+            m = (
+                await (await me(ctx))
+                .view(store)
+                .update_metadata(artifact_id, summary=summary, meta=meta, merge=merge, filename=filename)
             )
         return result(record(m), [link(m)])
 
@@ -578,8 +580,10 @@ def build_server(
         """Get a URL to PUT a file to (the bytes never pass through the model) and its artifact id;
         then call artifact_register_upload with that id."""
         with tool_errors("artifact_presign_upload"):
-            url, artifact_id = await (await me(ctx)).view(store).presign_upload(
-                None, filename, mime, expires, scope=scope, meta=meta, summary=summary, **_ttl(ttl)
+            url, artifact_id = (
+                await (await me(ctx))
+                .view(store)
+                .presign_upload(None, filename, mime, expires, scope=scope, meta=meta, summary=summary, **_ttl(ttl))
             )
         payload = {"artifact_id": artifact_id, "upload_url": url, "method": "PUT", "expires_in": expires}
         return result(payload)

@@ -47,9 +47,7 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 
 
 async def test_stdio_serves_tools_and_resources_from_a_subprocess(tmp_path: Path) -> None:
-    params = StdioServerParameters(
-        command=ADMIN[0], args=[*ADMIN[1:], "mcp", "--user", "alice"], env=env(tmp_path)
-    )
+    params = StdioServerParameters(command=ADMIN[0], args=[*ADMIN[1:], "mcp", "--user", "alice"], env=env(tmp_path))
     payload = os.urandom(3000)
     async with Client(params, cache=None) as client:
         assert tuple(t.name for t in (await client.list_tools()).tools) == TOOL_NAMES
@@ -150,8 +148,14 @@ async def test_a_change_made_by_another_process_is_notified(tmp_path: Path) -> N
     async with AsyncArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path)) as store:
         config = ServerConfig(poll_interval=0.05)
         alice_server = build_server(store, user_id="alice", config=config)
-        async with Client(alice_server, cache=None) as alice, Client(build_server(store, user_id="bob", config=config), cache=None) as bob:
-            async with alice.listen(resources_list_changed=True) as alice_sub, bob.listen(resources_list_changed=True) as bob_sub:
+        async with (
+            Client(alice_server, cache=None) as alice,
+            Client(build_server(store, user_id="bob", config=config), cache=None) as bob,
+        ):
+            async with (
+                alice.listen(resources_list_changed=True) as alice_sub,
+                bob.listen(resources_list_changed=True) as bob_sub,
+            ):
                 script = (
                     "from chuk_artifacts import ArtifactStore\n"
                     "with ArtifactStore() as s:\n"
@@ -172,12 +176,34 @@ async def test_a_change_made_by_another_process_is_notified(tmp_path: Path) -> N
 
 
 async def test_without_the_feed_variable_another_process_writes_no_feed(tmp_path: Path) -> None:
-    from sqlalchemy import inspect
-
     from chuk_artifacts_mcp.feed import TABLE_NAME
+    from sqlalchemy import inspect
 
     script = "from chuk_artifacts import ArtifactStore\nwith ArtifactStore() as s: s.store(b'x', mime='text/plain')\n"
     await anyio.run_process([sys.executable, "-c", script], env=env(tmp_path))
     async with AsyncArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path)) as store:
         with store.sync.catalog.read() as conn:
             assert not inspect(conn).has_table(TABLE_NAME)
+
+
+async def test_the_feed_on_a_shared_postgresql_catalog(postgres_url: str, tmp_path: Path) -> None:
+    """Two stores on one PostgreSQL catalog stand for two processes: each has its own origin, so a
+    change through the second reaches the first's clients only through the feed table."""
+    from chuk_artifacts_mcp import feed
+
+    def open_store(name: str) -> AsyncArtifactStore:
+        return AsyncArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path / name), catalog_url=postgres_url)
+
+    async with open_store("a") as served, open_store("b") as other:
+        feed.enable(other.sync)
+        server = build_server(served, user_id="alice", config=ServerConfig(poll_interval=0.05))
+        async with Client(server, cache=None) as alice:
+            doc = await call(alice, "artifact_write_text", text="v1", filename="a.txt", scope="user")
+            async with alice.listen(resource_subscriptions=[doc["uri"]]) as sub:
+                await other.update_metadata(doc["artifact_id"], summary="changed elsewhere", user_id="alice")
+                with anyio.fail_after(10):
+                    event = await sub.__anext__()
+                assert getattr(event, "uri", None) == doc["uri"]
+            assert (await call(alice, "artifact_metadata", artifact_id=doc["artifact_id"]))["summary"] == (
+                "changed elsewhere"
+            )

@@ -122,7 +122,11 @@ async def test_text_written_by_a_tool_reads_back_through_its_resource(store: Asy
         record = res.structured_content
         assert record is not None
         assert resource.uri == f"artifact://{record['artifact_id']}"
-        assert (resource.name, resource.mime_type, resource.size) == ("notes.md", "text/markdown", len("# Notes\nhéllo".encode()))
+        assert (resource.name, resource.mime_type, resource.size) == (
+            "notes.md",
+            "text/markdown",
+            len("# Notes\nhéllo".encode()),
+        )
         data, mime = await read_bytes(client, resource.uri)
     assert data == "# Notes\nhéllo".encode() and mime == "text/markdown"
     # The store agrees: it is alice's, in the session the server made for her.
@@ -149,7 +153,9 @@ async def test_read_inlines_small_text_and_links_the_rest(store: AsyncArtifactSt
     async with connect(server) as client:
         small = await call(client, "artifact_write_text", text="short", filename="s.txt")
         big = await call(client, "artifact_write_text", text="x" * 101, filename="b.txt")
-        binary = await call(client, "artifact_store_base64", data_base64=base64.b64encode(b"\x00\x01").decode(), filename="b.bin")
+        binary = await call(
+            client, "artifact_store_base64", data_base64=base64.b64encode(b"\x00\x01").decode(), filename="b.bin"
+        )
 
         res = await client.call_tool("artifact_read", {"artifact_id": small["artifact_id"]})
         assert res.structured_content is not None and res.structured_content["inline"] is True
@@ -193,7 +199,10 @@ async def test_user_scope_and_never_expiring_ttl(store: AsyncArtifactStore) -> N
 
 async def test_listing_pages_through_every_artifact_exactly_once(store: AsyncArtifactStore) -> None:
     async with connect(build_server(store, user_id="alice")) as client:
-        stored = [(await call(client, "artifact_write_text", text=str(i), filename=f"f{i:02}.txt"))["artifact_id"] for i in range(23)]
+        stored = [
+            (await call(client, "artifact_write_text", text=str(i), filename=f"f{i:02}.txt"))["artifact_id"]
+            for i in range(23)
+        ]
         seen: list[str] = []
         cursor = None
         pages = 0
@@ -210,11 +219,15 @@ async def test_listing_pages_through_every_artifact_exactly_once(store: AsyncArt
 
 async def test_search_filters_by_mime_prefix_and_metadata(store: AsyncArtifactStore) -> None:
     async with connect(build_server(store, user_id="alice")) as client:
-        csv = await call(client, "artifact_write_text", text="a,b", filename="t.csv", mime="text/csv", meta={"kind": "table"})
+        csv = await call(
+            client, "artifact_write_text", text="a,b", filename="t.csv", mime="text/csv", meta={"kind": "table"}
+        )
         await call(client, "artifact_write_text", text="plain", filename="p.txt", meta={"kind": "note"})
         by_mime = await call(client, "artifact_search", mime_prefix="text/csv")
         by_meta = await call(client, "artifact_search", meta_filter={"kind": "table"})
-        kept = await call(client, "artifact_write_text", text="k", filename="k.txt", scope="user", meta={"kind": "table"})
+        kept = await call(
+            client, "artifact_write_text", text="k", filename="k.txt", scope="user", meta={"kind": "table"}
+        )
         by_user = await call(client, "artifact_search", scope="user", meta_filter={"kind": "table"})
         notice = await store.store(b"for everyone", mime="text/plain", scope="sandbox")
         shared = await call(client, "artifact_search", scope="sandbox")
@@ -273,7 +286,10 @@ async def test_two_users_never_see_each_others_artifacts(store: AsyncArtifactSto
 
 
 async def test_two_clients_of_one_user_have_their_own_sessions(store: AsyncArtifactStore) -> None:
-    async with connect(build_server(store, user_id="alice")) as one, connect(build_server(store, user_id="alice")) as two:
+    async with (
+        connect(build_server(store, user_id="alice")) as one,
+        connect(build_server(store, user_id="alice")) as two,
+    ):
         first, second = await call(one, "artifact_whoami"), await call(two, "artifact_whoami")
         assert first["session_id"] != second["session_id"]
         scratch = await call(one, "artifact_write_text", text="scratch", filename="s.txt")
@@ -302,8 +318,16 @@ async def test_bad_input_is_refused_with_a_clear_message_and_stores_nothing(stor
     async with connect(server) as client:
         cases = [
             ("artifact_store_base64", {"data_base64": "not base64!!", "filename": "x"}, "not valid base64"),
-            ("artifact_store_base64", {"data_base64": base64.b64encode(b"x" * 1025).decode(), "filename": "x"}, "artifact_presign_upload"),
-            ("artifact_store_base64", {"data_base64": "A" * 100_000, "filename": "x"}, "larger than this server accepts"),
+            (
+                "artifact_store_base64",
+                {"data_base64": base64.b64encode(b"x" * 1025).decode(), "filename": "x"},
+                "artifact_presign_upload",
+            ),
+            (
+                "artifact_store_base64",
+                {"data_base64": "A" * 100_000, "filename": "x"},
+                "larger than this server accepts",
+            ),
             ("artifact_write_text", {"text": "x", "filename": "x", "scope": "sandbox"}, "scope"),
             ("artifact_write_text", {"text": "x", "filename": "x", "ttl": 0}, "ttl"),
             ("artifact_write_text", {"text": "x", "filename": "x", "meta": "nope"}, "meta"),
@@ -396,7 +420,10 @@ async def next_events(sub: Any, count: int, timeout: float = 5.0) -> list[Any]:
 async def test_a_client_is_notified_when_an_artifact_it_can_see_changes(store: AsyncArtifactStore) -> None:
     from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 
-    async with connect(build_server(store, user_id="alice")) as alice, connect(build_server(store, user_id="bob")) as bob:
+    async with (
+        connect(build_server(store, user_id="alice")) as alice,
+        connect(build_server(store, user_id="bob")) as bob,
+    ):
         doc = await call(alice, "artifact_write_text", text="v1", filename="a.txt", scope="user")
         async with alice.listen(resources_list_changed=True, resource_subscriptions=[doc["uri"]]) as alice_sub:
             async with bob.listen(resources_list_changed=True, resource_subscriptions=[doc["uri"]]) as bob_sub:
