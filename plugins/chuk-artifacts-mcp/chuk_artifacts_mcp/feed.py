@@ -17,23 +17,20 @@ first use; it is not part of chuk-artifacts' alembic revisions.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-import uuid
 import weakref
 from typing import Any
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, delete, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .notify import Change
+from .hub import FEED_ENV_VAR, Change
 
-__all__ = ["ENV_VAR", "FeedReader", "TABLE_NAME", "enable", "origin_of", "record"]
+__all__ = ["ENV_VAR", "FeedReader", "TABLE_NAME", "record"]
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "CHUK_MCP_CHANGE_FEED"
+ENV_VAR = FEED_ENV_VAR
 TABLE_NAME = "chuk_mcp_changes"
 RETENTION_SECONDS = 600.0
 
@@ -53,33 +50,7 @@ changes = Table(
     Index("ix_chuk_mcp_changes_ts", "ts"),
 )
 
-_lock = threading.Lock()
-_origins: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _ready: weakref.WeakSet[Any] = weakref.WeakSet()  # catalogs whose table is known to exist
-
-
-def _new_origin() -> str:
-    return uuid.uuid4().hex
-
-
-def enable(store: Any) -> str:
-    """Write ``store``'s changes to the feed from now on; returns its origin token."""
-    with _lock:
-        origin = _origins.get(store)
-        if origin is None:
-            origin = _origins[store] = _new_origin()
-        return origin
-
-
-def origin_of(store: Any) -> str | None:
-    """The store's origin token if its changes go to the feed (``CHUK_MCP_CHANGE_FEED`` or a server)."""
-    with _lock:
-        origin = _origins.get(store)
-    if origin is None and os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on"):
-        if getattr(store.catalog, "in_memory", False):
-            return None  # nobody else can read an in-memory catalog
-        origin = enable(store)
-    return origin
 
 
 def _ensure_table(catalog: Any, conn: Any) -> None:

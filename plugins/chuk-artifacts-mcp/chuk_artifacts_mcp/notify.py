@@ -1,8 +1,9 @@
 """Change notifications: which listen streams hear that an artifact changed.
 
 A change reaches a server in one of two ways. In the process that made it, the store's lifecycle
-hooks (``plugin.py``) hand it to every ``Notifier`` serving that store. From another process, it
-arrives through the change feed (``feed.py``): a table in the shared catalog that each server polls.
+hooks (``plugin.py``) hand it to every ``Notifier`` serving that store (``hub.py``). From another
+process, it arrives through the change feed (``feed.py``): a table in the shared catalog that each
+server polls.
 
 Either way the ``Notifier`` publishes on its ``ArtifactBus``, a ``SubscriptionBus`` that remembers
 who opened each listen stream and delivers a change only to streams whose identity may read the
@@ -15,63 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 
-from chuk_artifacts.access import Caller, can_read
+from .hub import Change
 
-__all__ = ["ArtifactBus", "Change", "Notifier", "artifact_uri", "notifiers_for", "session_uri", "user_uri"]
+__all__ = ["ArtifactBus", "Notifier"]
 
 logger = logging.getLogger(__name__)
-
-ARTIFACT_SCHEME = "artifact"
-
-
-def artifact_uri(artifact_id: str) -> str:
-    return f"{ARTIFACT_SCHEME}://{artifact_id}"
-
-
-def session_uri(session_id: str) -> str:
-    return f"artifacts://sessions/{session_id}"
-
-
-def user_uri(user_id: str) -> str:
-    return f"artifacts://users/{user_id}"
-
-
-@dataclass(frozen=True)
-class Change:
-    """What changed: enough of the artifact's row to decide who may see it."""
-
-    kind: str  # stored, updated, deleted, expired
-    artifact_id: str
-    scope: str
-    owner_id: str | None
-    session_id: str | None
-
-    @classmethod
-    def from_metadata(cls, kind: str, metadata: Any) -> Change:
-        return cls(kind, metadata.artifact_id, metadata.scope, metadata.owner_id, metadata.session_id)
-
-    def visible_to(self, user_id: str | None, session_id: str | None) -> bool:
-        if user_id is None and session_id is None:
-            # ``Caller()`` is the store's admin; an anonymous MCP client is not.
-            return self.scope == "sandbox"
-        return can_read(self.scope, self.owner_id, self.session_id, Caller(user_id, session_id))
-
-    def uris(self) -> list[str]:
-        uris = [artifact_uri(self.artifact_id)]
-        if self.scope == "session" and self.session_id:
-            uris.append(session_uri(self.session_id))
-        if self.scope == "user" and self.owner_id:
-            uris.append(user_uri(self.owner_id))
-        return uris
-
 
 #: Who a listen stream belongs to, asked when it opens: returns (user_id, session_id) later, at
 #: delivery time, because the client's store session may be created after its stream opened.
@@ -154,25 +107,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-# The notifiers serving each (sync) store; the lifecycle hooks look them up.
-_lock = threading.Lock()
-_notifiers: weakref.WeakKeyDictionary[Any, list[Notifier]] = weakref.WeakKeyDictionary()
-
-
-def attach(store: Any, notifier: Notifier) -> None:
-    with _lock:
-        _notifiers.setdefault(store, []).append(notifier)
-
-
-def detach(store: Any, notifier: Notifier) -> None:
-    with _lock:
-        found = _notifiers.get(store, [])
-        if notifier in found:
-            found.remove(notifier)
-
-
-def notifiers_for(store: Any) -> list[Notifier]:
-    with _lock:
-        return list(_notifiers.get(store, ()))

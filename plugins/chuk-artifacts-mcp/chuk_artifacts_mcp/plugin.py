@@ -1,8 +1,10 @@
 """The plugin module registered under the ``chuk_artifacts`` entry-point group: lifecycle hooks that
 feed the servers' change notifications, and ``chuk-admin mcp``.
 
-The hooks cost nothing in a process that serves no MCP client and has no change feed: they look up
-the notifiers of the store (none) and its feed origin (none) and return.
+Importing this module is cheap (the hooks are loaded in every process that has the plugin
+installed, and ``chuk-admin --help`` loads it): the MCP SDK and SQLAlchemy are imported only by
+the command and by the servers. The hooks cost a lookup in a process that serves no MCP client and
+writes no change feed: no notifiers for the store, no feed origin, return.
 """
 
 from __future__ import annotations
@@ -17,14 +19,25 @@ import click
 
 from chuk_artifacts.hookspecs import hookimpl
 
-from .server import changed
+from . import hub
 
 # -- lifecycle hooks -------------------------------------------------------------------------
 
 
 def _changed(store: Any, kind: str, metadata: Any) -> None:
+    """Tell this process's servers of the store, and the change feed if it is on."""
+    notifiers = hub.notifiers_for(store)
+    origin = hub.feed_origin(store)
+    if not notifiers and origin is None:
+        return
     try:
-        changed(store, kind, metadata)
+        change = hub.Change.from_metadata(kind, metadata)
+        for notifier in notifiers:
+            notifier.changed(change)
+        if origin is not None:
+            from .feed import record
+
+            record(store, change, origin)
     except Exception:  # notifications are advisory: never fail the change that already committed
         logging.getLogger(__name__).exception("could not publish the %s of %s", kind, metadata.artifact_id)
 

@@ -41,8 +41,9 @@ from chuk_artifacts import (
 )
 
 from . import feed
+from .hub import artifact_uri, attach, detach, enable_feed, feed_origin, session_uri, user_uri
 from .identity import Identities, Identity, default_user_from_token
-from .notify import ArtifactBus, Change, Notifier, artifact_uri, attach, detach, session_uri, user_uri
+from .notify import ArtifactBus, Notifier
 
 __all__ = ["ServerConfig", "TOOL_NAMES", "build_server"]
 
@@ -321,7 +322,7 @@ def build_server(
     )
     bus = ArtifactBus(identities.listener)
     watch = config.watch if config.watch is not None else not store.sync.catalog.in_memory
-    origin = feed.enable(store.sync) if watch else feed.origin_of(store.sync) or "local"
+    origin = enable_feed(store.sync) if watch else feed_origin(store.sync) or "local"
     notifier = Notifier(bus, origin)
     watcher = _Watcher(store, notifier, watch, config.poll_interval)
     attach(store.sync, notifier)
@@ -652,15 +653,3 @@ def build_server(
         return await listing(ctx, user_uri(user_id), fetch)
 
     return server
-
-
-def changed(store: Any, kind: str, metadata: Any) -> None:
-    """Called by the lifecycle hooks: tell this process's servers, and the feed if it is on."""
-    from .notify import notifiers_for
-
-    change = Change.from_metadata(kind, metadata)
-    for notifier in notifiers_for(store):
-        notifier.changed(change)
-    origin = feed.origin_of(store)
-    if origin is not None:
-        feed.record(store, change, origin)

@@ -189,13 +189,13 @@ async def test_without_the_feed_variable_another_process_writes_no_feed(tmp_path
 async def test_the_feed_on_a_shared_postgresql_catalog(postgres_url: str, tmp_path: Path) -> None:
     """Two stores on one PostgreSQL catalog stand for two processes: each has its own origin, so a
     change through the second reaches the first's clients only through the feed table."""
-    from chuk_artifacts_mcp import feed
+    from chuk_artifacts_mcp.hub import enable_feed
 
     def open_store(name: str) -> AsyncArtifactStore:
         return AsyncArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path / name), catalog_url=postgres_url)
 
     async with open_store("a") as served, open_store("b") as other:
-        feed.enable(other.sync)
+        enable_feed(other.sync)
         server = build_server(served, user_id="alice", config=ServerConfig(poll_interval=0.05))
         async with Client(server, cache=None) as alice:
             doc = await call(alice, "artifact_write_text", text="v1", filename="a.txt", scope="user")
@@ -207,3 +207,18 @@ async def test_the_feed_on_a_shared_postgresql_catalog(postgres_url: str, tmp_pa
             assert (await call(alice, "artifact_metadata", artifact_id=doc["artifact_id"]))["summary"] == (
                 "changed elsewhere"
             )
+
+
+async def test_each_stateful_http_session_gets_its_own_store_session(http_server: str) -> None:
+    def legacy(token: str) -> Client:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0))
+        return Client(streamable_http_client(http_server, http_client=http), cache=None, mode="legacy")
+
+    async with legacy("alice-token") as one, legacy("alice-token") as two:
+        first, second = await call(one, "artifact_whoami"), await call(two, "artifact_whoami")
+        assert first["user_id"] == second["user_id"] == "alice"
+        assert first["session_id"] != second["session_id"]
+        assert (await call(one, "artifact_whoami"))["session_id"] == first["session_id"]
+        scratch = await call(one, "artifact_write_text", text="one's scratch", filename="s.txt")
+        denied = await two.call_tool("artifact_read", {"artifact_id": scratch["artifact_id"]})
+        assert denied.is_error and "access_denied" in denied.content[0].text  # type: ignore[union-attr]

@@ -440,8 +440,18 @@ async def test_a_client_is_notified_when_an_artifact_it_can_see_changes(store: A
 
 def test_a_sync_store_change_reaches_no_server_once_they_are_gone() -> None:
     """The hooks cost a lookup only: a store no server serves records nothing anywhere."""
-    from chuk_artifacts_mcp.notify import notifiers_for
+    from chuk_artifacts_mcp.hub import notifiers_for
 
     with ArtifactStore() as store:
         store.store(b"x", mime="text/plain", user_id="alice")
         assert notifiers_for(store) == []
+
+
+def test_loading_the_plugin_imports_neither_the_sdk_nor_sqlalchemy() -> None:
+    """Every process with the plugin installed loads it (and ``chuk-admin --help`` does)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, chuk_artifacts_mcp.plugin; print(sorted(m for m in ('mcp', 'sqlalchemy', 'pydantic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
