@@ -103,9 +103,13 @@ class Identities:
 
     @staticmethod
     def transport_session(ctx: Any) -> str:
-        """The MCP session id of a stateful HTTP connection, else ``""``."""
-        request = getattr(getattr(ctx, "request_context", None), "request", None) if ctx is not None else None
-        headers = getattr(request, "headers", None)
+        """The MCP session id of a stateful HTTP connection, else ``""``. ``ctx`` is a tool's
+        ``Context`` or a low-level handler's ``ServerRequestContext``."""
+        try:
+            request_context = getattr(ctx, "request_context", ctx)
+        except ValueError:  # a Context outside a request
+            return ""
+        headers = getattr(getattr(request_context, "request", None), "headers", None)
         if headers is None:
             return ""
         return str(headers.get("mcp-session-id") or "")

@@ -25,7 +25,14 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, ResourceLink, TextContent
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    ResourceLink,
+    SubscribeRequestParams,
+    TextContent,
+    UnsubscribeRequestParams,
+)
 from pydantic import Field
 
 from chuk_artifacts import (
@@ -36,6 +43,7 @@ from chuk_artifacts import (
     ArtifactNotFoundError,
     ArtifactStoreError,
     AsyncArtifactStore,
+    InvalidArgumentError,
     QuotaExceededError,
     SessionError,
 )
@@ -289,7 +297,7 @@ class _Watcher:
         while True:
             try:
                 for change in await asyncio.to_thread(reader.poll):
-                    self.notifier.bus.deliver(change)
+                    self.notifier.deliver(change)
             except Exception:  # a catalog hiccup: log it and try again at the next interval
                 logger.exception("polling the change feed failed")
             await asyncio.sleep(self.interval)
@@ -651,5 +659,40 @@ def build_server(
             return await who.user_view(store).search(scope="user", limit=100)
 
         return await listing(ctx, user_uri(user_id), fetch)
+
+    # -- resources/subscribe, for handshake-era clients -------------------------------------
+
+    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        uri = str(params.uri)
+        try:
+            who = await identities.resolve(ctx)
+            await readable(who, uri)
+        except Exception as exc:
+            resource_error(exc, uri)
+        connection = getattr(ctx.session, "_connection", None)  # the SDK keeps no public handle
+        if connection is not None:
+            notifier.legacy.subscribe(connection, uri, (who.user_id, who.session_id))
+        return EmptyResult()
+
+    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        connection = getattr(ctx.session, "_connection", None)
+        if connection is not None:
+            notifier.legacy.unsubscribe(connection, str(params.uri))
+        return EmptyResult()
+
+    async def readable(who: Identity, uri: str) -> None:
+        """Subscribing is refused where reading would be: no probing what changes, or when."""
+        if uri.startswith("artifact://"):
+            await who.view(store).metadata(uri[len("artifact://") :])
+        elif uri == session_uri(who.session_id) or (who.user_id and uri == user_uri(who.user_id)):
+            return
+        elif uri.startswith("artifacts://"):
+            raise AccessDeniedError("only your own session's and user's listings can be subscribed to")
+        else:
+            raise InvalidArgumentError(f"{uri!r} is not a resource of this server")
+
+    lowlevel = server._lowlevel_server  # MCPServer registers no resources/subscribe handler itself
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
 
     return server

@@ -455,3 +455,34 @@ def test_loading_the_plugin_imports_neither_the_sdk_nor_sqlalchemy() -> None:
     probe = "import sys, chuk_artifacts_mcp.plugin; print(sorted(m for m in ('mcp', 'sqlalchemy', 'pydantic') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_handshake_era_client_is_notified_of_what_it_subscribed_to(store: AsyncArtifactStore) -> None:
+    """Clients of protocol 2025-11-25 cannot listen; they resources/subscribe instead."""
+    import warnings
+
+    from mcp.types import ResourceUpdatedNotification
+
+    received: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            received.append(message.params.uri)
+            arrived.set()
+
+    server_a, server_b = build_server(store, user_id="alice"), build_server(store, user_id="bob")
+    alice = Client(server_a, raise_exceptions=True, cache=None, mode="legacy", message_handler=on_message)
+    async with alice, Client(server_b, cache=None, mode="legacy") as bob:
+        assert alice.server_capabilities.resources is not None and alice.server_capabilities.resources.subscribe
+        doc = await call(alice, "artifact_write_text", text="v1", filename="a.txt", scope="user")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # resources/subscribe is deprecated for 2026-era clients
+            await alice.subscribe_resource(doc["uri"])
+            with pytest.raises(MCPError) as denied:  # bob may not read it, so may not watch it either
+                await bob.subscribe_resource(doc["uri"])
+        assert "access_denied" in str(denied.value)
+        await store.update_metadata(doc["artifact_id"], summary="v2", user_id="alice")
+        with anyio.fail_after(5):
+            await arrived.wait()
+    assert received == [doc["uri"]]
