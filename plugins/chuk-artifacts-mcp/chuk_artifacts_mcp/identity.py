@@ -91,6 +91,8 @@ class Identities:
         self.session_metadata = {"client": "mcp", **(session_metadata or {})}
         self._sessions: dict[tuple[str | None, str], str] = {}
         self._locks: dict[tuple[str | None, str], asyncio.Lock] = {}
+        #: Clients remembered at most (oldest forgotten first: one that comes back gets a new session).
+        self.max_clients = 10_000
 
     def user(self) -> str | None:
         """The current request's user (raises ``AccessDeniedError`` when a token is required and absent)."""
@@ -117,7 +119,13 @@ class Identities:
     async def resolve(self, ctx: Any = None) -> Identity:
         user = self.user()
         key = (user, self.transport_session(ctx))
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+            while len(self._locks) > self.max_clients:
+                oldest = next(iter(self._locks))
+                del self._locks[oldest]
+                self._sessions.pop(oldest, None)
         async with lock:
             session_id = self._sessions.get(key)
             if session_id is None or not await self.store.validate_session(session_id, user_id=user):

@@ -44,6 +44,7 @@ from chuk_artifacts import (
     ArtifactStoreError,
     AsyncArtifactStore,
     InvalidArgumentError,
+    ProviderError,
     QuotaExceededError,
     SessionError,
 )
@@ -111,7 +112,8 @@ _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (ArtifactExpiredError, "expired"),
     (AccessDeniedError, "access_denied"),
     (QuotaExceededError, "quota_exceeded"),
-    (ValueError, "invalid_argument"),  # InvalidArgumentError is a ValueError too
+    (InvalidArgumentError, "invalid_argument"),
+    (ProviderError, "provider_error"),
     (SessionError, "session_error"),
     (ArtifactCorruptedError, "corrupted"),
     (ArtifactStoreError, "store_error"),
@@ -239,6 +241,11 @@ class ArtifactServer(MCPServer):
     identities: Identities
     store: AsyncArtifactStore
     config: ServerConfig
+    notifier: Notifier
+
+    def detach(self) -> None:
+        """Stop hearing the store's changes (a server that is done; the store lives on)."""
+        detach(self.store.sync, self.notifier)
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         text = str(uri)
@@ -250,7 +257,7 @@ class ArtifactServer(MCPServer):
             view = me.view(self.store)
             meta = await view.metadata(artifact_id)
             if meta.bytes > self.config.max_resource_bytes:
-                raise QuotaExceededError(
+                raise InvalidArgumentError(
                     f"{meta.bytes} bytes is more than this server returns in a read "
                     f"({self.config.max_resource_bytes}); use artifact_presign_download for a URL"
                 )
@@ -281,8 +288,12 @@ class _Watcher:
         self._users += 1
         if self.watch and self._task is None:
             reader = feed.FeedReader(self.store.sync, self.notifier.origin)
-            await asyncio.to_thread(reader.start)
-            self._task = asyncio.create_task(self._poll(reader))
+            try:
+                await asyncio.to_thread(reader.start)
+            except Exception:  # serve anyway: only other processes' changes go unnoticed
+                logger.exception("cannot read the change feed; changes by other processes will not be notified")
+            else:
+                self._task = asyncio.create_task(self._poll(reader))
         try:
             yield {}
         finally:
@@ -350,8 +361,7 @@ def build_server(
     server.identities = identities
     server.store = store
     server.config = config
-    server.notifier = notifier  # type: ignore[attr-defined]
-    server.detach = lambda: detach(store.sync, notifier)  # type: ignore[attr-defined]
+    server.notifier = notifier
 
     async def me(ctx: Context) -> Identity:
         with tool_errors("identity"):

@@ -222,3 +222,12 @@ async def test_each_stateful_http_session_gets_its_own_store_session(http_server
         scratch = await call(one, "artifact_write_text", text="one's scratch", filename="s.txt")
         denied = await two.call_tool("artifact_read", {"artifact_id": scratch["artifact_id"]})
         assert denied.is_error and "access_denied" in denied.content[0].text  # type: ignore[union-attr]
+
+
+async def test_http_listen_streams_hear_changes(http_server: str) -> None:
+    async with as_bearer(http_server, "alice-token") as watcher, as_bearer(http_server, "alice-token") as writer:
+        async with watcher.listen(resources_list_changed=True) as sub:
+            await call(writer, "artifact_write_text", text="new", filename="n.txt", scope="user")
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+    assert isinstance(event, ResourcesListChanged)
