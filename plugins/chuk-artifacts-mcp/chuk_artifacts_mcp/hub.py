@@ -62,9 +62,13 @@ class Change:
         return cls(kind, metadata.artifact_id, metadata.scope, metadata.owner_id, metadata.session_id)
 
     def visible_to(self, user_id: str | None, session_id: str | None) -> bool:
-        if user_id is None and session_id is None:
-            # ``Caller()`` is the store's admin; an MCP client with no identity is not.
-            return self.scope == "sandbox"
+        """May a client acting as (``user_id``, ``session_id``) read the artifact?"""
+        if session_id is None:
+            # A client without its store session yet has no session-scope artifacts (the store
+            # would let a session-less user read all of that user's sessions), and a client with
+            # no identity at all is not the store's admin (``Caller()``).
+            if self.scope == "session" or user_id is None:
+                return self.scope == "sandbox"
         return can_read(self.scope, self.owner_id, self.session_id, Caller(user_id, session_id))
 
     def uris(self) -> list[str]:

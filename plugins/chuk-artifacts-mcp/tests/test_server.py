@@ -486,3 +486,17 @@ async def test_a_handshake_era_client_is_notified_of_what_it_subscribed_to(store
         with anyio.fail_after(5):
             await arrived.wait()
     assert received == [doc["uri"]]
+
+
+def test_who_hears_of_a_change_follows_the_read_rules() -> None:
+    from chuk_artifacts_mcp.hub import Change
+
+    session = Change("stored", "a1", "session", "alice", "sess-1")
+    user = Change("stored", "a2", "user", "alice", "sess-1")
+    sandbox = Change("stored", "a3", "sandbox", None, None)
+    assert session.visible_to("alice", "sess-1") and not session.visible_to("alice", "sess-2")
+    assert not session.visible_to("alice", None)  # no session yet: none of alice's sessions
+    assert user.visible_to("alice", "sess-9") and user.visible_to("alice", None)
+    assert not user.visible_to("bob", "sess-1") and not user.visible_to(None, "sess-1")
+    assert sandbox.visible_to(None, None) and sandbox.visible_to("bob", "sess-2")
+    assert not user.visible_to(None, None) and not session.visible_to(None, None)
