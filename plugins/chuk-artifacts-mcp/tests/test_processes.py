@@ -46,10 +46,14 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 # -- stdio ---------------------------------------------------------------------------------------
 
 
+def stdio(root: Path, user: str) -> Client:
+    params = StdioServerParameters(command=ADMIN[0], args=[*ADMIN[1:], "mcp", "--user", user], env=env(root))
+    return Client(params, cache=None)
+
+
 async def test_stdio_serves_tools_and_resources_from_a_subprocess(tmp_path: Path) -> None:
-    params = StdioServerParameters(command=ADMIN[0], args=[*ADMIN[1:], "mcp", "--user", "alice"], env=env(tmp_path))
     payload = os.urandom(3000)
-    async with Client(params, cache=None) as client:
+    async with stdio(tmp_path, "alice") as client:
         assert tuple(t.name for t in (await client.list_tools()).tools) == TOOL_NAMES
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         assert "artifact://{artifact_id}" in templates
@@ -60,10 +64,33 @@ async def test_stdio_serves_tools_and_resources_from_a_subprocess(tmp_path: Path
         assert isinstance(content, BlobResourceContents) and base64.b64decode(content.blob) == payload
         bad = await client.call_tool("artifact_read", {"artifact_id": "../x"})
         assert bad.is_error and "invalid_argument" in bad.content[0].text  # type: ignore[union-attr]
+        bad = await client.call_tool("artifact_list", {"limit": 0})
+        assert bad.is_error and "limit" in bad.content[0].text  # type: ignore[union-attr]
     # The artifact is in the store the command was pointed at, owned by the configured user.
     async with AsyncArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path)) as store:
         meta = await store.metadata(record["artifact_id"])
         assert meta.owner_id == "alice" and await store.retrieve(record["artifact_id"]) == payload
+
+
+async def test_stdio_pages_notifies_and_keeps_two_users_apart(tmp_path: Path) -> None:
+    async with stdio(tmp_path, "alice") as alice, stdio(tmp_path, "bob") as bob:
+        async with alice.listen(resources_list_changed=True) as sub:
+            first = await call(alice, "artifact_write_text", text="0", filename="0.txt", scope="user")
+            with anyio.fail_after(10):
+                assert isinstance(await sub.__anext__(), ResourcesListChanged)
+        for i in range(1, 5):
+            await call(alice, "artifact_write_text", text=str(i), filename=f"{i}.txt", scope="user")
+        seen: list[str] = []
+        cursor: str | None = None
+        for _ in range(3):
+            page = await call(alice, "artifact_list", scope="user", limit=2, **({"cursor": cursor} if cursor else {}))
+            seen += [item["filename"] for item in page["items"]]
+            cursor = page["next_cursor"]
+        assert seen == [f"{i}.txt" for i in range(5)] and cursor is None
+        # bob's server is another process on the same store: alice's artifacts stay hers.
+        denied = await bob.call_tool("artifact_read", {"artifact_id": first["artifact_id"]})
+        assert denied.is_error and "access_denied" in denied.content[0].text  # type: ignore[union-attr]
+        assert (await call(bob, "artifact_list", scope="user"))["items"] == []
 
 
 # -- streamable HTTP with bearer tokens ------------------------------------------------------------
