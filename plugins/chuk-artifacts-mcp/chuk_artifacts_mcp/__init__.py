@@ -11,8 +11,10 @@ import importlib as _importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .config import ServerConfig
     from .identity import Identities, Identity, StaticTokenVerifier
-    from .server import TOOL_NAMES, ArtifactServer, ServerConfig, build_server
+    from .server import ArtifactServer, build_server
+    from .tools import TOOL_NAMES
 
 __all__ = [
     "TOOL_NAMES",
@@ -29,9 +31,9 @@ _HOMES = {
     "Identities": "identity",
     "Identity": "identity",
     "StaticTokenVerifier": "identity",
-    "TOOL_NAMES": "server",
+    "TOOL_NAMES": "tools",
     "ArtifactServer": "server",
-    "ServerConfig": "server",
+    "ServerConfig": "config",
     "build_server": "server",
 }
 

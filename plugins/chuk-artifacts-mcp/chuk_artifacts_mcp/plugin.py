@@ -145,8 +145,9 @@ def register_commands(cli: click.Group) -> None:
         from chuk_artifacts import AsyncArtifactStore
         from chuk_artifacts.config import cli_settings
 
+        from .config import ServerConfig
         from .identity import StaticTokenVerifier
-        from .server import ServerConfig, build_server
+        from .server import build_server
 
         if tokens and token_verifier:
             raise click.UsageError("pass --tokens or --token-verifier, not both")
