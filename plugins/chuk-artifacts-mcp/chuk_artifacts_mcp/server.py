@@ -4,7 +4,8 @@
 compact JSON record and a resource link (name, mimeType, size) instead of the bytes, so a large
 artifact never floods the model's context; the application reads ``artifact://{id}`` when it wants
 the content. Every call acts as the client's identity (``identity.py``), so the store's access rules
-decide what each client may see and do; store errors become tool errors with a short code.
+decide what each client may see and do. The tools are in ``tools.py``; this module has the
+resources, ``resources/subscribe``, and the wiring of notifications (``notify.py``, ``feed.py``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from .tools import TOOL_NAMES, register_tools
 __all__ = ["ArtifactServer", "ServerConfig", "TOOL_NAMES", "build_server"]
 
 logger = logging.getLogger(__name__)
-
-# -- the server --------------------------------------------------------------------------------
 
 
 class ArtifactServer(MCPServer):
@@ -134,7 +133,9 @@ def build_server(
     :param store: the store (its root: the server acts as each client's identity, never as admin)
     :param user_id: the user of clients that present no token (stdio); ``None``: session-only clients
     :param token_verifier: verifies HTTP bearer tokens (with ``auth``); clients must then present one
-    :param auth: the resource server's ``AuthSettings`` (issuer, resource URL, required scopes)
+    :param auth: the resource server's ``AuthSettings`` (issuer, resource URL, required scopes) for
+        OAuth discovery; without it a verifier still guards every request, and the discovery
+        document names a placeholder issuer on 127.0.0.1 (fine for static tokens, not for OAuth)
     :param user_from_token: the user id an ``AccessToken`` stands for (default: subject, else client id)
     :param config: limits and change-feed settings
     """
