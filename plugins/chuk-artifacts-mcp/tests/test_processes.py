@@ -102,8 +102,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server for this module's HTTP tests (each test uses its own artifacts)."""
+    tmp_path = tmp_path_factory.mktemp("http")
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"alice-token": "alice", "bob-token": "bob"}))
     port = free_port()

@@ -438,13 +438,15 @@ async def test_a_client_is_notified_when_an_artifact_it_can_see_changes(store: A
                 assert isinstance(bob_event, ResourcesListChanged)
 
 
-def test_a_sync_store_change_reaches_no_server_once_they_are_gone() -> None:
-    """The hooks cost a lookup only: a store no server serves records nothing anywhere."""
+async def test_a_detached_server_no_longer_hears_its_store(store: AsyncArtifactStore) -> None:
     from chuk_artifacts_mcp.hub import notifiers_for
 
-    with ArtifactStore() as store:
-        store.store(b"x", mime="text/plain", user_id="alice")
-        assert notifiers_for(store) == []
+    first, second = build_server(store, user_id="alice"), build_server(store, user_id="bob")
+    assert notifiers_for(store.sync) == [first.notifier, second.notifier]
+    first.detach()
+    assert notifiers_for(store.sync) == [second.notifier]
+    with ArtifactStore() as other:  # a store no server serves has no notifiers
+        assert notifiers_for(other) == []
 
 
 def test_loading_the_plugin_imports_neither_the_sdk_nor_sqlalchemy() -> None:
