@@ -44,7 +44,7 @@ def group(name: str) -> list[str]:
 
 #: First-party plugin distributions (``plugins/``), installed beside the checkout so that the
 #: test suite finds them through their entry points, as a user's environment would.
-PLUGIN_DISTS = ("plugins/chuk-artifacts-redis", "plugins/chuk-artifacts-audit")
+PLUGIN_DISTS = ("plugins/chuk-artifacts-redis", "plugins/chuk-artifacts-audit", "plugins/chuk-artifacts-mcp")
 
 
 def _editable_plugins() -> list[str]:
