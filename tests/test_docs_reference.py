@@ -263,7 +263,12 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> dict[str, cli
 def _first_party(command: click.Command) -> bool:
     """Built in, or from a first-party plugin (``plugins/``): the ones docs/cli.md documents."""
     module = getattr(command.callback, "__module__", "") or ""
-    return module.split(".")[0] in ("chuk_artifacts", "chuk_artifacts_audit", "chuk_artifacts_redis")
+    return module.split(".")[0] in (
+        "chuk_artifacts",
+        "chuk_artifacts_audit",
+        "chuk_artifacts_redis",
+        "chuk_artifacts_mcp",
+    )
 
 
 def _cli_headings() -> dict[str, str]:

@@ -53,6 +53,7 @@ HOOK_NAMES = sorted(
 FIRST_PARTY = {
     "redis": ("chuk-artifacts-redis", "chuk_artifacts_redis.plugin"),
     "audit": ("chuk-artifacts-audit", "chuk_artifacts_audit.plugin"),
+    "mcp": ("chuk-artifacts-mcp", "chuk_artifacts_mcp.plugin"),
 }
 
 
@@ -666,7 +667,7 @@ def _require_installed() -> None:
     if not set(FIRST_PARTY) <= found:
         reason = (
             "the plugin distributions are not installed (nox -s tests / nox -s plugins install "
-            "them: pip install -e plugins/chuk-artifacts-redis -e plugins/chuk-artifacts-audit)"
+            "them: pip install -e plugins/chuk-artifacts-redis -e plugins/chuk-artifacts-audit -e plugins/chuk-artifacts-mcp)"
         )
         if os.environ.get("CI"):
             pytest.fail(reason + " — CI must run these tests, not skip them")

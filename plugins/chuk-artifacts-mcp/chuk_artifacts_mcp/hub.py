@@ -69,7 +69,11 @@ class Change:
             # no identity at all is not the store's admin (``Caller()``).
             if self.scope == "session" or user_id is None:
                 return self.scope == "sandbox"
-        return can_read(self.scope, self.owner_id, self.session_id, Caller(user_id, session_id))
+        # A client's store session is live (its server replaces one that expired), so the
+        # caller is built as the store builds a caller of a live session; a notification is a
+        # cue only: the read it prompts is checked by the store itself.
+        live = {"session_id": session_id, "user_id": user_id} if session_id is not None else None
+        return can_read(self.scope, self.owner_id, self.session_id, Caller(user_id, session_id, session=live))
 
     def uris(self) -> list[str]:
         """The resources this change touches: the artifact, and the listing it appears in."""
