@@ -41,7 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # backends and data: rows (SQL) and bytes (fsspec, S3)
     "backends": ("catalog", "schema", "blobs", "s3", "migrate"),
     # the base every layer may use
-    "base": ("grid", "models", "errors", "config", "signing"),
+    "base": ("grid", "models", "errors", "exceptions", "config", "signing"),
 }
 
 #: Backend modules may import only these layers (a backend never imports a policy module).
