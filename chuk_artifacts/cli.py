@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,9 +56,38 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # -- errors: one line, never a traceback ---------------------------------------------------------
 
 
+#: Characters a terminal acts on or that hide or reorder text: C0 and C1 controls (escape
+#: sequences, newlines that would forge extra lines or fields), DEL, and the bidirectional and
+#: line-separator marks. User text (filenames, summaries, meta, ids in messages) is shown with
+#: these escaped, so what the operator reads is what is stored.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: object) -> str:
+    """``text`` as one printable line: control and bidi characters become ``\\xNN``/``\\uNNNN``."""
+    return _UNSAFE.sub(_escape_char, "" if text is None else str(text))
+
+
+#: The extra to install for a module a backend or catalog driver needs.
+_MODULE_HINTS = {
+    "psycopg": "pip install 'chuk-artifacts[postgres]'",
+    "psycopg2": "pip install 'chuk-artifacts[postgres]'",
+    "s3fs": "pip install 'chuk-artifacts[s3]'",
+    "boto3": "pip install 'chuk-artifacts[s3]'",
+    "botocore": "pip install 'chuk-artifacts[s3]'",
+    "aiobotocore": "pip install 'chuk-artifacts[s3]'",
+    "redis": "pip install chuk-artifacts-redis",
+}
+
+
 def _error(message: str) -> None:
     """``error: MESSAGE`` on stderr, as one line even when MESSAGE (a driver's) has several."""
-    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    message = " ".join(safe(line.strip()) for line in str(message).splitlines() if line.strip())
     click.echo(f"error: {message}", err=True)
 
 
@@ -122,6 +152,11 @@ class AdminGroup(click.Group):
         except BrokenPipeError:  # `chuk-admin get X | head`: the reader went away
             with contextlib.suppress(Exception):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except ModuleNotFoundError as exc:
+            module = (exc.name or "").partition(".")[0]
+            hint = _MODULE_HINTS.get(module, f"pip install {module}" if module else "")
+            _error(f"the Python module {module!r} is not installed{f': {hint}' if hint else ''}")
             sys.exit(1)
         except (ArtifactStoreError, OSError) as exc:
             _error(str(exc))
@@ -198,6 +233,9 @@ def _open_store(*, note_memory: bool = True) -> Iterator[ArtifactStore]:
 # -- option types --------------------------------------------------------------------------------
 
 NO_EXPIRY = "none"
+#: The store's longest TTL (``policy.MAX_TTL``, checked equal in the tests): not imported, as
+#: the policy module would load the whole store at start-up.
+MAX_TTL = 100 * 365 * 86400
 
 
 class TtlType(_TtlBase):
@@ -215,8 +253,8 @@ class TtlType(_TtlBase):
             seconds = int(text)
         except ValueError:
             self.fail(f"{value!r} is not a number of seconds or 'none'", param, ctx)
-        if seconds < 1:
-            self.fail(f"{value!r}: a TTL is at least 1 second (or 'none' for no expiry)", param, ctx)
+        if not 1 <= seconds <= MAX_TTL:
+            self.fail(f"{value!r}: a TTL is 1 to {MAX_TTL} seconds (or 'none' for no expiry)", param, ctx)
         return seconds
 
 
@@ -239,7 +277,12 @@ def _parse_meta(ctx: click.Context, param: click.Parameter, values: Sequence[str
             meta[key] = json.loads(raw, parse_constant=_reject_constant)
         except ValueError:
             meta[key] = raw
-    return meta
+    from .grid import validate_meta
+
+    try:  # the store's own rules, so a bad entry is a usage error (exit 2) like a malformed one
+        return validate_meta(meta, _settings().max_meta_bytes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def identity_options(func: _F) -> _F:
@@ -271,7 +314,7 @@ def _echo_json(value: Any) -> None:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Sequence[int] = ()) -> str:
     """Rows as aligned columns under a header and a rule; columns in ``right`` align right."""
-    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[safe(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -283,7 +326,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Seque
 
 def pairs(items: Iterable[tuple[str, Any]]) -> str:
     """``name  value`` lines with the values aligned."""
-    items = [(k, "" if v is None else str(v)) for k, v in items]
+    items = [(k, safe(v)) for k, v in items]
     width = max((len(k) for k, _ in items), default=0)
     return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in items)
 
@@ -342,7 +385,7 @@ def _show_progress(flag: bool | None) -> bool:
 # -- the group -------------------------------------------------------------------------------------
 
 
-@click.group(cls=AdminGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AdminGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__)  # not package_name=: importlib.metadata costs as much as click
 @click.option("--catalog", help="Catalog database URL (ARTIFACT_CATALOG_URL).")
 @click.option("--provider", help="Storage provider (ARTIFACT_PROVIDER); default: filesystem.")
@@ -359,6 +402,8 @@ def cli(ctx: click.Context, catalog: str | None, provider: str | None, root: str
     """
     ctx.ensure_object(dict)
     ctx.obj.update(catalog=catalog, provider=provider, root=root, sandbox=sandbox)
+    if ctx.invoked_subcommand is None:  # bare `chuk-admin`: the help, as a success
+        click.echo(ctx.get_help())
 
 
 def _register_plugin_commands(group: click.Group) -> None:
@@ -371,11 +416,129 @@ def _register_plugin_commands(group: click.Group) -> None:
 # -- everyday artifact work ----------------------------------------------------------------------
 
 
+# -- short ids -------------------------------------------------------------------------------------
+
+#: An abbreviated artifact id: 4 to 31 lower-case hex digits (a full id has 32).
+_SHORT_ID = re.compile(r"[0-9a-f]{4,31}")
+
+
+def resolve_id(store: ArtifactStore, text: str) -> str:
+    """``text``, or the one artifact id it is an unambiguous prefix of (as git takes short ids).
+
+    A prefix of several ids is a usage error listing them; a prefix of none is passed on as
+    given, so the command reports the id as not found."""
+    if not _SHORT_ID.fullmatch(text):
+        return text
+    with store.catalog.read() as conn:
+        found = store.catalog.artifact_ids_with_prefix(conn, store.sandbox_id, text, 4)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+        raise click.UsageError(f"{text!r} is the start of several artifact ids ({shown}): give more of it")
+    return text
+
+
+# -- put -------------------------------------------------------------------------------------------
+
+
+def _recorded_name(path: str, root: str | None = None) -> str:
+    """The filename ``put`` records for ``path``: the path as given when it is relative (``a/b.txt``,
+    ``./b.txt`` → ``b.txt``), else its last part. ``root``: the directory ``path`` was found in by
+    ``-r``, recorded the same way, so ``put -r photos`` records ``photos/2024/x.jpg``."""
+    import posixpath
+
+    def relative(p: str) -> str | None:
+        norm = posixpath.normpath(p.replace(os.sep, "/"))
+        if os.path.isabs(p) or norm == ".." or norm.startswith("../"):
+            return None
+        return "" if norm == "." else norm
+
+    if root is None:
+        return relative(path) or os.path.basename(path)
+    inside = os.path.relpath(path, root).replace(os.sep, "/")
+    base = relative(root)
+    if base is None:
+        base = os.path.basename(os.path.normpath(root))
+    return f"{base}/{inside}" if base else inside
+
+
+def _inputs(paths: Sequence[str], recursive: bool) -> list[tuple[str, str | None]]:
+    """(path, recorded filename) of every file to store, in order; ``("-", None)`` for stdin."""
+    found: list[tuple[str, str | None]] = []
+    for path in paths:
+        if path == "-":
+            if ("-", None) in found:
+                raise click.UsageError("'-' (stdin) can be given only once")
+            found.append(("-", None))
+        elif os.path.isdir(path):
+            if not recursive:
+                raise click.UsageError(f"{safe(path)!r} is a directory: pass -r to store the files under it")
+            for top, dirs, files in os.walk(path):  # symlinked directories are not followed
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(top, name)
+                    if os.path.isfile(full):
+                        found.append((full, _recorded_name(full, path)))
+        else:
+            found.append((path, _recorded_name(path)))
+    return found
+
+
+def _stdin_chunks(allow_empty: bool) -> Iterator[bytes]:
+    """stdin in chunks; an empty stdin is refused unless ``allow_empty`` (the usual cause is a
+    failed command in front of the pipe, whose error went to the terminal)."""
+    stream = sys.stdin.buffer
+    first = stream.read(1 << 20)
+    if not first and not allow_empty:
+        raise click.UsageError(
+            "stdin is empty, so nothing was stored (did the command feeding the pipe fail?); "
+            "pass --allow-empty to store an empty artifact"
+        )
+
+    def chunks() -> Iterator[bytes]:
+        if first:
+            yield first
+        while chunk := stream.read(1 << 20):
+            yield chunk
+
+    return chunks()
+
+
+class _ByteBar:
+    """One progress bar on stderr over the bytes of a whole command (several files)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.bar: Any = None
+        self.base = self.done = 0
+        if enabled and total > 0:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False)
+            self.bar.__enter__()
+
+    def next_file(self) -> None:
+        self.base = self.done
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if self.bar is not None:
+            now = self.base + done
+            self.bar.update(now - self.done)
+            self.done = now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--mime", help="MIME type (default: guessed from the filename, else application/octet-stream).")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=click.Path(exists=True, allow_dash=True))
+@click.option("-r", "--recursive", is_flag=True, help="Store the files under each directory PATH.")
+@click.option("--mime", help="MIME type (default: guessed from each filename, else application/octet-stream).")
 @click.option("--summary", default="", help="A one-line description.")
-@click.option("--filename", help="Filename to record (default: PATH's name; none for stdin).")
+@click.option(
+    "--filename",
+    help="Filename to record (one PATH only; default: PATH as given if relative, else its name; none for stdin).",
+)
 @click.option(
     "--scope", type=click.Choice(SCOPES), help="Default: session with --session, user with --user, else sandbox."
 )
@@ -388,9 +551,13 @@ def _register_plugin_commands(group: click.Group) -> None:
     metavar="KEY=VALUE",
     help="Metadata entry (repeatable); VALUE is JSON if it parses, else a string.",
 )
+@click.option("--allow-empty", is_flag=True, help="Store an empty stdin (refused by default).")
+@progress_option
+@json_option
 @catalog_options
 def put(
-    path: str,
+    paths: tuple[str, ...],
+    recursive: bool,
     mime: str | None,
     summary: str,
     filename: str | None,
@@ -399,45 +566,84 @@ def put(
     session: str | None,
     ttl: int | str | None,
     meta: dict[str, Any] | None,
+    allow_empty: bool,
+    progress: bool | None,
+    as_json: bool,
 ) -> None:
-    """Store the file PATH ('-' for stdin), streaming; print the new artifact id."""
+    """Store files ('-' for stdin, -r for directories), streaming; print each new artifact id.
+
+    One file prints its id alone; several print `ID  SIZE  FILENAME` lines as they are stored,
+    then a summary on stderr. Relative paths are recorded as given (`docs/a.txt`), so `get` of
+    several artifacts to a directory recreates them.
+    """
     import mimetypes
+    import time
 
     from .models import StreamUploadRequest
 
-    if filename is None and path != "-":
-        filename = os.path.basename(path)
-    if mime is None:
-        mime = (mimetypes.guess_type(filename)[0] if filename else None) or "application/octet-stream"
+    inputs = _inputs(paths, recursive)
+    if not inputs:
+        raise click.UsageError("no files found under the directories given")
+    if filename is not None:
+        if len(inputs) > 1:
+            raise click.UsageError("--filename names one file; several were given")
+        inputs = [(inputs[0][0], filename)]
     if scope is None:
         scope = "session" if session else "user" if user else "sandbox"
     options: dict[str, Any] = {}
     if ttl is not None:
         options["ttl"] = None if ttl == NO_EXPIRY else ttl
-    with contextlib.ExitStack() as stack:
-        if path == "-":
-            source, length = sys.stdin.buffer, None
-        else:
-            source = stack.enter_context(open(path, "rb"))
-            info = os.fstat(source.fileno())
-            length = info.st_size if stat.S_ISREG(info.st_mode) else None
-        store = stack.enter_context(_open_store())
-        artifact_id = store.stream_upload(
-            StreamUploadRequest(
-                data_stream=source,
-                mime=mime,
-                summary=summary,
-                filename=filename,
-                session_id=session,
-                user_id=user,
-                scope=scope,
-                meta=meta,
-                content_length=length,
-                chunk_size=1 << 20,
-                **options,
-            )
-        )
-    click.echo(artifact_id)
+    total_size = sum(os.path.getsize(p) for p, _ in inputs if p != "-" and os.path.isfile(p))
+    stored: list[dict[str, Any]] = []
+    lines: list[str] = []  # printed once the progress bar is gone (or at once without one)
+    started = time.monotonic()
+    bar = _ByteBar(_show_progress(progress), total_size, "put")
+    with contextlib.ExitStack() as done:
+        done.callback(lambda: click.echo("\n".join(lines)) if lines else None)  # what was stored, even on errors
+        done.callback(bar.close)
+        store = done.enter_context(_open_store())
+        for path, name in inputs:
+            with contextlib.ExitStack() as stack:
+                if path == "-":
+                    source: Any = _stdin_chunks(allow_empty)
+                    length = None
+                else:
+                    source = stack.enter_context(open(path, "rb"))
+                    info = os.fstat(source.fileno())
+                    length = info.st_size if stat.S_ISREG(info.st_mode) else None
+                bar.next_file()
+                artifact_id = store.stream_upload(
+                    StreamUploadRequest(
+                        data_stream=source,
+                        mime=mime or (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream",
+                        summary=summary,
+                        filename=name,
+                        session_id=session,
+                        user_id=user,
+                        scope=scope,
+                        meta=meta,
+                        content_length=length,
+                        progress_callback=bar,
+                        chunk_size=1 << 20,
+                        **options,
+                    )
+                )
+            nbytes = store.metadata(artifact_id).bytes if length is None else length
+            stored.append({"artifact_id": artifact_id, "filename": name, "bytes": nbytes})
+            if not as_json:
+                lines.append(
+                    artifact_id if len(inputs) == 1 else f"{artifact_id}  {human_bytes(nbytes):>9}  {safe(name or '-')}"
+                )
+                if bar.bar is None:
+                    click.echo(lines.pop())
+    if as_json:
+        _echo_json(stored)
+    if len(inputs) > 1:
+        total = sum(item["bytes"] for item in stored)
+        click.echo(f"stored {len(stored)} files ({human_bytes(total)}) in {time.monotonic() - started:.1f} s", err=True)
+
+
+# -- get -------------------------------------------------------------------------------------------
 
 
 def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
@@ -447,6 +653,10 @@ def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
 
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise click.UsageError(f"directory {safe(directory)!r} does not exist: create it, or pick another --output")
+    if target.is_dir():
+        raise click.UsageError(f"{safe(path)!r} is a directory: give a file name, or several artifacts")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -468,31 +678,88 @@ def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
         raise
 
 
+def _by_name(store: ArtifactStore, name: str, user: str | None, session: str | None) -> str:
+    """The id of the one live artifact called ``name`` (in ``session`` / of ``user`` if given)."""
+    page = store.search(user_id=user, session_id=session, filename_prefix=name, limit=100)
+    found = [m.artifact_id for m in page if m.filename == name]
+    where = f" in session {session!r}" if session else f" of user {user!r}" if user else ""
+    if not found:
+        raise ArtifactNotFoundError(f"no artifact named {name!r}{where}")
+    if len(found) > 1:
+        raise click.UsageError(
+            f"{len(found)} artifacts are named {name!r}{where} ({', '.join(found[:3])}): get one by its id"
+        )
+    return found[0]
+
+
 @cli.command()
-@click.argument("artifact_id")
+@click.argument("artifact_ids", nargs=-1, metavar="[ARTIFACT_ID]...")
+@click.option("--name", "names", multiple=True, help="The artifact with this filename (repeatable).")
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="Write to FILE (atomically: all or nothing) instead of stdout.",
+    type=click.Path(allow_dash=True),
+    help="FILE for one artifact (written atomically: all or nothing), or a DIRECTORY to write "
+    "each artifact to by its filename (required for several).",
 )
 @identity_options
+@progress_option
 @catalog_options
-def get(artifact_id: str, output: str | None, user: str | None, session: str | None) -> None:
-    """Write an artifact's bytes to stdout or --output FILE, streaming."""
+def get(
+    artifact_ids: tuple[str, ...],
+    names: tuple[str, ...],
+    output: str | None,
+    user: str | None,
+    session: str | None,
+    progress: bool | None,
+) -> None:
+    """Write artifacts' bytes to stdout, --output FILE or --output DIRECTORY, streaming.
+
+    Artifacts are named by id (or an unambiguous start of one) or with --name by filename,
+    within --session or --user when given.
+    """
+    from pathlib import Path
+
     from .models import StreamDownloadRequest
 
+    if not artifact_ids and not names:
+        raise click.UsageError("name the artifacts: ARTIFACT_ID... or --name FILENAME")
+    to_dir = output is not None and output != "-" and (os.path.isdir(output) or len(artifact_ids) + len(names) > 1)
+    if len(artifact_ids) + len(names) > 1 and not to_dir:
+        raise click.UsageError("several artifacts: pass --output DIRECTORY to write them as files")
+    if to_dir and not os.path.isdir(str(output)):
+        raise click.UsageError(f"directory {safe(output)!r} does not exist: create it first")
     with _open_store() as store:
-        chunks = store.stream_download(
-            StreamDownloadRequest(artifact_id, user_id=user, session_id=session, chunk_size=1 << 20)
-        )
-        if output is None or output == "-":
-            out = sys.stdout.buffer
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-        else:
-            _write_atomically(output, chunks)
+        ids = [resolve_id(store, a) for a in artifact_ids] + [_by_name(store, n, user, session) for n in names]
+        metas = [store.metadata(a, user_id=user, session_id=session) for a in ids]
+        targets: list[str | None] = [None] * len(ids)
+        if to_dir:
+            paths = [str(Path(str(output), m.filename or m.artifact_id)) for m in metas]
+            twice = sorted({t for t in paths if paths.count(t) > 1})
+            targets = list(paths)
+            if twice:
+                raise click.UsageError(f"several of these artifacts would be written to {safe(twice[0])!r}")
+        bar = _ByteBar(_show_progress(progress) and output not in (None, "-"), sum(m.bytes for m in metas), "get")
+        with contextlib.closing(bar):
+            for meta, target in zip(metas, targets):
+                bar.next_file()
+                chunks = store.stream_download(
+                    StreamDownloadRequest(
+                        meta.artifact_id, user_id=user, session_id=session, chunk_size=1 << 20, progress_callback=bar
+                    )
+                )
+                if target is not None:
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                    _write_atomically(target, chunks)
+                elif output is None or output == "-":
+                    out = sys.stdout.buffer
+                    for chunk in chunks:
+                        out.write(chunk)
+                    out.flush()
+                else:
+                    _write_atomically(output, chunks)
+    if to_dir:
+        click.echo(f"wrote {len(metas)} file(s) to {safe(output)}", err=True)
 
 
 def search_options(func: _F) -> _F:
@@ -521,7 +788,7 @@ def search_options(func: _F) -> _F:
     return json_option(func)
 
 
-_LISTING_COLUMNS = ("ID", "SCOPE", "OWNER", "BYTES", "MIME", "FILENAME", "STORED")
+_LISTING_COLUMNS = ("ID", "SCOPE", "OWNER", "SIZE", "MIME", "FILENAME", "STORED")
 
 
 def _print_listing(page: ArtifactList, as_json: bool) -> None:
@@ -530,7 +797,15 @@ def _print_listing(page: ArtifactList, as_json: bool) -> None:
         return
     if page:
         rows = [
-            (m.artifact_id, m.scope, m.owner_id or "", m.bytes, m.mime, m.filename or "", _when(m.stored_at))
+            (
+                m.artifact_id,
+                m.scope,
+                m.owner_id or "",
+                human_bytes(m.bytes),
+                m.mime,
+                m.filename or "",
+                _when(m.stored_at),
+            )
             for m in page
         ]
         click.echo(table(_LISTING_COLUMNS, rows, right=(3,)))
@@ -595,11 +870,15 @@ def info(artifact_id: str, user: str | None, session: str | None, as_json: bool)
     import json
 
     with _open_store() as store:
-        meta = store.metadata(artifact_id, user_id=user, session_id=session).to_dict()
+        meta = store.metadata(resolve_id(store, artifact_id), user_id=user, session_id=session).to_dict()
     if as_json:
         _echo_json(meta)
         return
-    shown = {**meta, "meta": json.dumps(meta["meta"], ensure_ascii=False, sort_keys=True)}
+    shown = {
+        **meta,
+        "bytes": f"{meta['bytes']} ({human_bytes(meta['bytes'])})" if meta["bytes"] >= 1024 else meta["bytes"],
+        "meta": json.dumps(meta["meta"], ensure_ascii=False, sort_keys=True),
+    }
     click.echo(pairs(shown.items()))
 
 
@@ -612,15 +891,16 @@ def rm(artifact_ids: tuple[str, ...], force: bool, user: str | None, session: st
     """Delete artifacts (bytes and catalog rows)."""
     failed = False
     with _open_store() as store:
-        for artifact_id in artifact_ids:
+        for given in artifact_ids:
             try:
+                artifact_id = resolve_id(store, given)
                 if store.delete(artifact_id, user_id=user, session_id=session):
                     click.echo(f"deleted {artifact_id}")
                     continue
                 if force:
                     continue
                 raise ArtifactNotFoundError(f"artifact {artifact_id!r} not found")
-            except ArtifactStoreError as exc:
+            except (ArtifactStoreError, click.UsageError) as exc:
                 _error(str(exc))
                 failed = True
     if failed:
@@ -638,7 +918,7 @@ def presign(artifact_id: str, expires: int, user: str | None, session: str | Non
     """Print a URL that downloads the artifact without credentials (serve memory/filesystem
     stores with `chuk-admin serve`)."""
     with _open_store() as store:
-        click.echo(store.presign(artifact_id, expires, user_id=user, session_id=session))
+        click.echo(store.presign(resolve_id(store, artifact_id), expires, user_id=user, session_id=session))
 
 
 # -- operations ------------------------------------------------------------------------------------
@@ -646,21 +926,45 @@ def presign(artifact_id: str, expires: int, user: str | None, session: str | Non
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--quiet", is_flag=True, help="Do not log each request on stderr.")
 @catalog_options
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, quiet: bool) -> None:
     """Serve presigned URLs of a memory/filesystem store over HTTP (development server).
 
-    Set ARTIFACT_PUBLIC_URL to the address clients use (default http://127.0.0.1:8787).
+    Prints the base URL it listens at, and warns when presigned URLs point elsewhere (set
+    ARTIFACT_PUBLIC_URL to the address clients use). Logs each request on stderr (never the
+    signature); stops on Ctrl-C or SIGTERM.
     """
+    import logging
+
     from .gateway import serve as run
 
     with _open_store(note_memory=False) as store:
-        click.echo(f"serving {store!r} on http://{host}:{port} (public URL {store.settings.public_url})")
+        public = store.settings.public_url.rstrip("/")
+
+        def ready(base: str) -> None:
+            click.echo(f"serving {store!r} at {base}")
+            if public != base:
+                click.echo(
+                    f"warning: presigned URLs point at {public}, not at this server ({base}); unless a proxy "
+                    f"forwards {public} here, set ARTIFACT_PUBLIC_URL={base} where URLs are presigned",
+                    err=True,
+                )
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger = logging.getLogger("chuk_artifacts.gateway")
+        if not quiet:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
         try:
-            run(store, host, port)
+            run(store, host, port, ready=ready)
         except KeyboardInterrupt:
             pass
+        finally:
+            logger.removeHandler(handler)
+    click.echo("stopped", err=True)
 
 
 @cli.command()
@@ -694,8 +998,8 @@ def stats(as_json: bool, user: str | None) -> None:
     )
     if artifacts["by_scope"]:
         click.echo()
-        rows = [(scope, v["count"], v["bytes"]) for scope, v in sorted(artifacts["by_scope"].items())]
-        click.echo(table(("SCOPE", "COUNT", "BYTES"), rows, right=(1, 2)))
+        rows = [(scope, v["count"], human_bytes(v["bytes"])) for scope, v in sorted(artifacts["by_scope"].items())]
+        click.echo(table(("SCOPE", "COUNT", "SIZE"), rows, right=(1, 2)))
 
 
 def _usage_line(usage: dict[str, Any]) -> str:
@@ -891,9 +1195,20 @@ def _catalog_url() -> str:
     return url
 
 
-@cli.group()
-def migrate() -> None:
-    """Manage the catalog schema with the alembic revisions shipped in the package."""
+@cli.group(invoke_without_command=True)
+@catalog_options
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Manage the catalog schema with the alembic revisions shipped in the package.
+
+    With no subcommand, upgrades the catalog to the newest revision (as `migrate upgrade`).
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(migrate_upgrade, revision="head")
+
+
+def _revision(revision: str | None) -> str:
+    return revision or "base (no tables)"
 
 
 @migrate.command("upgrade")
@@ -905,7 +1220,7 @@ def migrate_upgrade(revision: str) -> None:
 
     url = _catalog_url()
     migrations.upgrade(url, revision)
-    click.echo(f"catalog at {migrations.current_revision(url)}")
+    click.echo(f"catalog at {_revision(migrations.current_revision(url))}")
 
 
 @migrate.command("downgrade")
@@ -917,7 +1232,7 @@ def migrate_downgrade(revision: str) -> None:
 
     url = _catalog_url()
     migrations.downgrade(url, revision)
-    click.echo(f"catalog at {migrations.current_revision(url)}")
+    click.echo(f"catalog at {_revision(migrations.current_revision(url))}")
 
 
 @migrate.command("current")
@@ -947,7 +1262,7 @@ def migrate_stamp(revision: str) -> None:
 
     url = _catalog_url()
     migrations.stamp(url, revision)
-    click.echo(f"catalog stamped at {migrations.current_revision(url)}")
+    click.echo(f"catalog stamped at {_revision(migrations.current_revision(url))}")
 
 
 @migrate.command("history")
