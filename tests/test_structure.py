@@ -18,7 +18,7 @@ from pathlib import Path
 LAYERS: dict[str, tuple[str, ...]] = {
     # the public entry points: what an application or an operator calls
     # (``testing``: the conformance kits, which build stores as an application does)
-    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli", "testing"),
+    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli", "cli_artifacts", "cli_group", "testing"),
     # features and policy: the rules a request passes through on its way down (``core``: the
     # parts a store is made of; the feature modules: its public methods by feature)
     "policy": (
