@@ -62,6 +62,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+#: Those of ``_UNSAFE`` that ``json.dumps(ensure_ascii=False)`` writes raw (it escapes C0 itself).
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def _escape_char(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -306,9 +310,12 @@ def progress_option(func: _F) -> _F:
 
 
 def _echo_json(value: Any) -> None:
+    """``value`` as JSON. JSON escapes the C0 controls itself; the C1 controls and bidi marks it
+    leaves raw are written as ``\\uNNNN`` too (the same JSON value, harmless on a terminal)."""
     import json
 
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    click.echo(_JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Sequence[int] = ()) -> str:

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -332,19 +334,48 @@ def test_serve_prints_its_url_warns_about_the_public_url_logs_requests_and_stops
         base = first.rsplit(" at ", 1)[1].strip()
         with ArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path / "home"), public_url=base) as store:
             url = store.presign(store.store(b"served", mime="text/plain", scope="sandbox"))
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(line.decode().rstrip("\n") for line in server.stderr))  # type: ignore[union-attr]
+        reader.start()
         with urllib.request.urlopen(url, timeout=30) as response:
             assert response.read() == b"served"
+        deadline = time.monotonic() + 20  # the request is logged once its handler thread finishes
+        while not any('"GET /blob/' in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
         server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=30)
+        server.wait(timeout=30)
+        reader.join(10)
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
     assert server.returncode == 0
-    lines = err.decode().splitlines()
     assert lines[0].startswith("warning: presigned URLs point at http://127.0.0.1:8787")
     assert f"ARTIFACT_PUBLIC_URL={base}" in lines[0]
     access = [line for line in lines if '"GET /blob/' in line]
     assert len(access) == 1 and access[0].endswith(" 200 6")
-    assert "signature" not in err.decode()  # the log never holds a usable URL
+    assert not any("signature" in line for line in lines)  # the log never holds a usable URL
     assert lines[-1] == "stopped"
+
+
+def test_json_output_is_exact_yet_writes_c1_controls_and_bidi_marks_escaped(home: Path) -> None:
+    summary = "a\x9b2Jb\u202ec\x1bd résumé"
+    with opened(home) as store:
+        artifact_id = store.store(b"x", mime="text/plain", scope="sandbox", summary=summary)
+    out = ok("info", artifact_id, "--json")
+    assert not any(ch in out for ch in "\x9b\u202e\x1b")
+    assert "résumé" in out  # ordinary text stays readable
+    assert json.loads(out)["summary"] == summary
+
+
+def test_put_stops_at_the_first_file_the_store_refuses_and_prints_what_it_stored(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_bytes(b"a")
+    (tmp_path / "in" / "b\x01.txt").write_bytes(b"b")  # a filename the store refuses
+    (tmp_path / "in" / "c.txt").write_bytes(b"c")
+    result = run("put", "-r", "in")
+    assert result.exit_code == 1
+    assert [line.split()[-1] for line in result.stdout.splitlines()] == ["in/a.txt"]
+    assert one_error_line(result) == "error: filename must not contain control characters"
+    with opened(home) as store:
+        assert [m.filename for m in store.search()] == ["in/a.txt"]
