@@ -4,6 +4,7 @@ development server that says where it listens."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -379,3 +381,28 @@ def test_put_stops_at_the_first_file_the_store_refuses_and_prints_what_it_stored
     assert one_error_line(result) == "error: filename must not contain control characters"
     with opened(home) as store:
         assert [m.filename for m in store.search()] == ["in/a.txt"]
+
+
+# -- short ids on every catalog --------------------------------------------------------------------
+
+
+def test_short_ids_resolve_on_every_backend_and_catalog(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from chuk_artifacts.cli_artifacts import resolve_id
+
+    real = uuid.uuid4
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(hex="c0ffee" + real().hex[6:]))
+    twins = [store.store(b"x", mime="text/plain", scope="sandbox") for _ in range(2)]
+    monkeypatch.setattr(uuid, "uuid4", real)
+    other = store.store(b"y", mime="text/plain", scope="sandbox")
+    assert resolve_id(store, other[:10]) == other
+    assert resolve_id(store, twins[1][:12]) == twins[1]
+    with pytest.raises(click.UsageError, match="several artifact ids"):
+        resolve_id(store, "c0ffee")
+    with opened_elsewhere(store) as foreign:  # another sandbox's ids are not candidates
+        assert resolve_id(foreign, other[:10]) == other[:10]
+
+
+def opened_elsewhere(store: ArtifactStore) -> ArtifactStore:
+    return ArtifactStore(settings=dataclasses.replace(store.settings, sandbox_id="elsewhere"))
