@@ -100,7 +100,7 @@ def _inputs(paths: Sequence[str], recursive: bool) -> list[tuple[str, str | None
             found.append(("-", None))
         elif os.path.isdir(path):
             if not recursive:
-                raise click.UsageError(f"{safe(path)!r} is a directory: pass -r to store the files under it")
+                raise click.UsageError(f"{path!r} is a directory: pass -r to store the files under it")
             for top, dirs, files in os.walk(path):  # symlinked directories are not followed
                 dirs.sort()
                 for name in sorted(files):
@@ -281,9 +281,9 @@ def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
-        raise click.UsageError(f"directory {safe(directory)!r} does not exist: create it, or pick another --output")
+        raise click.UsageError(f"directory {str(directory)!r} does not exist: create it, or pick another --output")
     if target.is_dir():
-        raise click.UsageError(f"{safe(path)!r} is a directory: give a file name, or several artifacts")
+        raise click.UsageError(f"{path!r} is a directory: give a file name, or several artifacts")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -307,14 +307,20 @@ def _write_atomically(path: str, chunks: Iterable[bytes]) -> None:
 
 def _by_name(store: ArtifactStore, name: str, user: str | None, session: str | None) -> str:
     """The id of the one live artifact called ``name`` (in ``session`` / of ``user`` if given)."""
-    page = store.search(user_id=user, session_id=session, filename_prefix=name, limit=100)
-    found = [m.artifact_id for m in page if m.filename == name]
+    found: list[str] = []
+    cursor: str | None = None
+    while len(found) < 2:  # the name may be the prefix of many others: page until two are found
+        page = store.search(user_id=user, session_id=session, filename_prefix=name, limit=1000, cursor=cursor)
+        found += [m.artifact_id for m in page if m.filename == name]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
     where = f" in session {session!r}" if session else f" of user {user!r}" if user else ""
     if not found:
         raise ArtifactNotFoundError(f"no artifact named {name!r}{where}")
     if len(found) > 1:
         raise click.UsageError(
-            f"{len(found)} artifacts are named {name!r}{where} ({', '.join(found[:3])}): get one by its id"
+            f"more than one artifact is named {name!r}{where} ({', '.join(found)}, …): get one by its id"
         )
     return found[0]
 
@@ -355,7 +361,7 @@ def get(
     if len(artifact_ids) + len(names) > 1 and not to_dir:
         raise click.UsageError("several artifacts: pass --output DIRECTORY to write them as files")
     if to_dir and not os.path.isdir(str(output)):
-        raise click.UsageError(f"directory {safe(output)!r} does not exist: create it first")
+        raise click.UsageError(f"directory {output!r} does not exist: create it first")
     with _open_store() as store:
         ids = [resolve_id(store, a) for a in artifact_ids] + [_by_name(store, n, user, session) for n in names]
         metas = [store.metadata(a, user_id=user, session_id=session) for a in ids]
@@ -365,7 +371,7 @@ def get(
             twice = sorted({t for t in paths if paths.count(t) > 1})
             targets = list(paths)
             if twice:
-                raise click.UsageError(f"several of these artifacts would be written to {safe(twice[0])!r}")
+                raise click.UsageError(f"several of these artifacts would be written to {twice[0]!r}")
         bar = _ByteBar(_show_progress(progress) and output not in (None, "-"), sum(m.bytes for m in metas), "get")
         with contextlib.closing(bar):
             for meta, target in zip(metas, targets):

@@ -227,7 +227,7 @@ def test_get_by_name_within_a_session(home: Path, tmp_path: Path) -> None:
     assert run("get", "--name", "r.txt", "--session", "s1").stdout_bytes == b"mine"
     assert run("get", "--name", "r.txt", "--session", "s2").stdout_bytes == b"theirs"
     ambiguous = run("get", "--name", "r.txt")
-    assert ambiguous.exit_code == 2 and "2 artifacts are named 'r.txt'" in one_error_line(ambiguous)
+    assert ambiguous.exit_code == 2 and "more than one artifact is named 'r.txt'" in one_error_line(ambiguous)
     missing = run("get", "--name", "nope.txt", "--session", "s1")
     assert missing.exit_code == 1
     assert one_error_line(missing) == "error: no artifact named 'nope.txt' in session 's1'"
