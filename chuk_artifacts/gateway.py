@@ -146,7 +146,7 @@ class Gateway:
         self.store = store
         self.signer = presigner.signer
         self.routes: list[tuple[re.Pattern[str], Callable[..., Reply]]] = [
-            (re.compile(r"/blob/(?P<key>.+)"), self.download),
+            (re.compile(r"/blob/(?P<key>.+)", re.DOTALL), self.download),
             (re.compile(r"/upload/(?P<upload_id>[^/]+)/part/(?P<part_number>[0-9]{1,5})"), self.upload_part),
             (re.compile(r"/upload/(?P<upload_id>[^/]+)"), self.upload),
         ]
