@@ -94,7 +94,7 @@ def _bound(digits: str) -> int:
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """A single ``bytes=`` range as [start, end), ``None`` to send everything; raises 416."""
-    if not header or size == 0:  # an empty object has no range to send: answer 200, empty
+    if not header:
         return None
     match = _RANGE.fullmatch(header.strip())
     if match is None:
@@ -107,6 +107,8 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         n = _bound(last)
         if n == 0:
             raise unsatisfiable
+        if size == 0:  # satisfiable, yet no byte range to name (RFC 9110 14.1.1): send it whole
+            return None
         return max(0, size - n), size
     start = _bound(first)
     end = min(_bound(last) + 1, size) if last else size
@@ -160,9 +162,7 @@ class Gateway:
             if body:
                 headers = [*headers, ("Content-Type", "text/plain; charset=utf-8")]
         except ArtifactStoreError as exc:
-            status = _ERROR_STATUS.get(type(exc)) or next(
-                (s for cls, s in _ERROR_STATUS.items() if isinstance(exc, cls)), "409 Conflict"
-            )
+            status = next((s for cls, s in _ERROR_STATUS.items() if isinstance(exc, cls)), "409 Conflict")
             if status == "409 Conflict":
                 log.warning("gateway: %s %s failed: %s", request.method, request.path, exc)
             headers, body = [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]

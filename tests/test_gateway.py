@@ -236,13 +236,20 @@ def test_range_bounds_of_thousands_of_digits_are_answered_not_a_500(gw, http, he
         assert r.headers["Content-Range"] == f"bytes 0-{len(DATA) - 1}/{len(DATA)}"
 
 
-@pytest.mark.parametrize("header", ["bytes=-5", "bytes=0-", "bytes=0-0", "bytes=-0"])
-def test_a_range_of_an_empty_artifact_sends_it_whole_with_200(gw, http, header):
+@pytest.mark.parametrize("header", ["bytes=-5", f"bytes=-{HUGE}"])
+def test_a_suffix_range_of_an_empty_artifact_sends_it_whole_with_200(gw, http, header):
     aid = put_artifact(gw.store, data=b"")
     r = http("GET", gw.store.presign(aid), headers={"Range": header})
     assert (r.status, r.body) == (200, b"")
     assert "Content-Range" not in r.headers  # never "bytes 0--1/0"
     assert r.headers["Content-Length"] == "0"
+
+
+@pytest.mark.parametrize("header", ["bytes=0-", "bytes=0-0", "bytes=-0"])
+def test_a_range_from_a_position_of_an_empty_artifact_is_unsatisfiable(gw, http, header):
+    aid = put_artifact(gw.store, data=b"")
+    r = http("GET", gw.store.presign(aid), headers={"Range": header})
+    assert (r.status, r.headers["Content-Range"]) == (416, "bytes */0")
 
 
 def test_if_range_with_a_stale_etag_sends_the_whole_object(gw, http):
