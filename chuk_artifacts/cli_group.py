@@ -94,6 +94,12 @@ def _error(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+#: What click (8.2 and newer) raises for a group given no subcommand; never raised by older ones.
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
 class AdminGroup(click.Group):
     """The ``chuk-admin`` group: plugin commands on first need, every error one line on stderr.
 
@@ -146,6 +152,9 @@ class AdminGroup(click.Group):
         except click.exceptions.Abort:
             _error("aborted")
             sys.exit(1)
+        except _NO_ARGS_IS_HELP as exc:  # a (plugin's) group named without a subcommand: its help
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.ClickException as exc:
             hint = ""
             if isinstance(exc, click.UsageError) and exc.ctx is not None:

@@ -406,3 +406,18 @@ def test_short_ids_resolve_on_every_backend_and_catalog(store: ArtifactStore, mo
 
 def opened_elsewhere(store: ArtifactStore) -> ArtifactStore:
     return ArtifactStore(settings=dataclasses.replace(store.settings, sandbox_id="elsewhere"))
+
+
+def test_a_plugin_group_named_without_a_subcommand_prints_its_help_not_an_error(home: Path) -> None:
+    from chuk_artifacts.cli import AdminGroup
+
+    group = AdminGroup(name="chuk-admin")
+    sub = click.Group("tools", help="A plugin's tools.")
+    sub.add_command(click.Command("one", callback=lambda: None, help="The first tool."))
+    group.add_command(sub)
+    group.plugin_commands_added = True  # only these commands
+    if not hasattr(click.exceptions, "NoArgsIsHelpError"):
+        pytest.skip("click < 8.2 prints a group's help itself")
+    result = CliRunner().invoke(group, ["tools"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: chuk-admin tools") and "The first tool." in result.stdout
