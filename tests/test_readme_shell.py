@@ -63,3 +63,10 @@ def test_the_readme_shell_session_runs_as_shown_in_a_fresh_home(tmp_path: Path) 
     if sys.platform.startswith("linux"):
         assert (home / ".local" / "share" / "chuk-artifacts" / "catalog.db").is_file()
     assert not (work / "artifacts").exists()
+
+
+def test_the_licence_the_package_metadata_names_is_shipped_with_it() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on Python 3.10
+    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert re.search(r'^license = "MIT"$', pyproject, re.MULTILINE)
+    assert licence.startswith("MIT License\n") and "chuk-artifacts contributors" in licence
