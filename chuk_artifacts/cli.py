@@ -3,24 +3,8 @@ artifact work (docs/cli.md documents every command). This module is the entry po
 and holds the operations and migration commands; the group and its shared helpers are in
 ``cli_group``, the everyday commands in ``cli_artifacts``.
 
-Where it points: the library's environment variables, overridden by ``--catalog`` / ``--provider``
-/ ``--root`` given before the command (``chuk-admin --root DIR ls``) or after it (``chuk-admin ls
---root DIR``; the command's own option wins). With no provider configured at all, the CLI uses the
-persistent filesystem store in ``config.cli_home()`` (``$CHUK_ARTIFACTS_HOME``, else
-``~/.local/share/chuk-artifacts`` on Linux), so ``chuk-admin put x.pdf`` then ``chuk-admin ls``
-works on a fresh machine. (``ArtifactStore()`` itself stays in memory by default.)
-
-Without ``--user``/``--session`` a command acts as the application (admin), strict mode or not.
-Every error is one line on stderr and a non-zero exit code (1; 2 for a usage error), never a
-traceback: ``AdminGroup.main`` does it, so ``CliRunner().invoke(cli, …)`` and the ``chuk-admin``
-script behave alike.
-
-Start-up is lazy: this module imports click and a few small modules of the package; each command
-imports what it needs (the store, SQLAlchemy, alembic, fsspec) in its body. Plugin commands (hook
-``register_commands``) are added the first time the group needs them: to list its commands
-(``--help``, shell completion) or to find a name that is not built in. So ``--version`` and
-``chuk-admin put --help`` load no plugin at all, and ``--help`` loads the plugins but nothing of
-the catalog (a plugin's own imports are its own).
+What every command shares (where the store is, who acts, one-line errors, lazy start-up) is
+described in ``cli_group``.
 """
 
 from __future__ import annotations
