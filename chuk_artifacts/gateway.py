@@ -329,15 +329,25 @@ class AsgiGateway:
                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
             }
         )
+        # The request body is consumed by now: the next message is the client going away, and
+        # servers ignore what is sent after that, so stop reading the artifact then.
+        gone = asyncio.ensure_future(_disconnected(receive))
         chunks = iter(body)
         try:
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            while not gone.done() and (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
+            gone.cancel()
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: ASGIReceive) -> None:
+    """Return once the client has disconnected (``http.disconnect``)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _asgi_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

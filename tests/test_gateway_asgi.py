@@ -206,3 +206,36 @@ def test_the_gateway_mounted_in_fastapi_serves_its_urls_beside_the_apps_routes(
         assert client.put(upload_url, content=b"via fastapi").status_code == 200
     store.register_uploaded_artifact(upload_aid, user_id="alice")
     assert store.retrieve(upload_aid, user_id="alice") == b"via fastapi"
+
+
+def test_a_download_the_client_abandons_stops_reading_the_artifact(
+    asgi: tuple[httpx.Client, ArtifactStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    client, store = asgi
+    size = 64 * 1024 * 1024  # 256 chunks of the gateway's 256 KiB
+    big = store.store(b"\0" * size, mime="application/octet-stream", user_id="alice")
+    read: list[int] = []
+    original = store.signed_blob
+
+    def counted(key: str) -> Any:
+        blob = original(key)
+
+        def read_range(start: int, end: int, chunk_size: int) -> Iterator[bytes]:
+            for chunk in blob.read(start, end, chunk_size):
+                read.append(len(chunk))
+                yield chunk
+
+        return dataclasses.replace(blob, read=read_range)
+
+    monkeypatch.setattr(store, "signed_blob", counted)
+    with client.stream("GET", store.presign(big)) as response:
+        next(response.iter_bytes(1024))
+    # the connection is closed; the gateway notices and stops within a few chunks
+    deadline = time.monotonic() + 10
+    settled = -1
+    while time.monotonic() < deadline and settled != len(read):
+        settled = len(read)
+        time.sleep(0.3)
+    assert 0 < sum(read) < size // 2
