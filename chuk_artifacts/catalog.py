@@ -1191,6 +1191,21 @@ class Catalog:
         )
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
+    def artifact_ids_with_prefix(self, conn: Connection, sandbox_id: str, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` artifact ids of the sandbox that start with the hex ``prefix`` (for
+        ``chuk-admin``'s short ids): a range on the unique index of ``artifact_id``."""
+        stmt = (
+            select(artifacts.c.artifact_id)
+            .where(
+                artifacts.c.artifact_id >= prefix,
+                artifacts.c.artifact_id < prefix + "g",  # ids are lower-case hex: "g" sorts after them
+                artifacts.c.sandbox_id == sandbox_id,
+            )
+            .order_by(artifacts.c.artifact_id)
+            .limit(limit)
+        )
+        return [r[0] for r in conn.execute(stmt) if r[0].startswith(prefix)]
+
     def count_artifact_rows(self, conn: Connection, sandbox_id: str) -> int:
         return conn.execute(select(func.count()).where(artifacts.c.sandbox_id == sandbox_id)).scalar_one()
 

@@ -1,7 +1,10 @@
-"""The WSGI gateway that serves HMAC-signed URLs for memory and local backends.
+"""The gateway that serves HMAC-signed URLs for memory and local backends, as WSGI or ASGI.
 
-``make_app(store)`` returns a WSGI application: mount it in any WSGI server (or an ASGI server
-through a WSGI adapter), or run ``chuk-admin serve``. Routes, all signature-checked:
+``make_app(store)`` returns a WSGI application (mount it in any WSGI server, or run
+``chuk-admin serve``); ``make_asgi_app(store)`` returns a native ASGI application with the same
+behaviour (mount it in FastAPI or Starlette, or run it with uvicorn). Both call the same route
+handlers: a route's logic is written once, in ``Gateway``, against a ``Request`` that each
+adapter builds from its server's request. Routes, all signature-checked:
 
 - ``GET|HEAD /blob/<key>``: the object, with Range, ETag, Content-Type, Content-Disposition
 - ``PUT /upload/<upload_id>``: the body of a presigned upload
@@ -12,9 +15,11 @@ A missing, tampered, expired or re-targeted signature gets 403 and touches nothi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Protocol
 from urllib.parse import parse_qsl
 
 from .errors import (
@@ -28,15 +33,18 @@ from .interfaces import Presigner
 from .models import SignedBlob
 from .signing import HmacPresigner, SignatureError, content_disposition
 
-__all__ = ["make_app", "serve", "SignedURLStore"]
+__all__ = ["make_app", "make_asgi_app", "serve", "SignedURLStore", "Request"]
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
+#: What a route answers: the status line, the headers and the body (an iterable of bytes).
+Reply = tuple[str, list[tuple[str, str]], Iterable[bytes]]
 _CHUNK = 256 * 1024
-_PART = re.compile(r"/upload/([^/]+)/part/([0-9]{1,5})")
-_UPLOAD = re.compile(r"/upload/([^/]+)")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+#: Digits of a Range bound that are worth reading: no artifact is 10**18 bytes long, so a longer
+#: number means "past the end" (and int() of thousands of digits is refused, or slow).
+_RANGE_DIGITS = 18
 
 
 class _Response(Exception):
@@ -47,26 +55,41 @@ class _Response(Exception):
         self.headers = headers or []
 
 
-def _body(environ: dict[str, Any]) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request as the routes see it, whatever the server: ``headers`` has lower-case
+    names; ``read(n)`` blocks until it returns up to ``n`` bytes of the body (``b""`` at its end)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    read: Callable[[int], bytes]
+
+
+def _body(request: Request) -> Iterator[bytes]:
     """The request body in chunks; needs Content-Length (no chunked requests)."""
     try:
-        remaining = int(environ.get("CONTENT_LENGTH") or "")
+        remaining = int(request.headers.get("content-length") or "")
     except ValueError:
         raise _Response("411 Length Required", "Content-Length is required") from None
     if remaining < 0:
         raise _Response("400 Bad Request", "bad Content-Length")
-    stream = environ["wsgi.input"]
 
     def chunks() -> Iterator[bytes]:
         left = remaining
         while left > 0:
-            chunk = stream.read(min(_CHUNK, left))
+            chunk = request.read(min(_CHUNK, left))
             if not chunk:
                 raise InvalidArgumentError("request body ended before Content-Length bytes")
             left -= len(chunk)
             yield chunk
 
     return chunks()
+
+
+def _bound(digits: str) -> int:
+    return int(digits) if len(digits) <= _RANGE_DIGITS else 10**_RANGE_DIGITS
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -79,15 +102,18 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    unsatisfiable = _Response("416 Range Not Satisfiable", "", [("Content-Range", f"bytes */{size}")])
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _bound(last)
         if n == 0:
-            raise _Response("416 Range Not Satisfiable", "", [("Content-Range", f"bytes */{size}")])
+            raise unsatisfiable
+        if size == 0:  # satisfiable, yet no byte range to name (RFC 9110 14.1.1): send it whole
+            return None
         return max(0, size - n), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if start >= size or (last and int(last) < start):
-        raise _Response("416 Range Not Satisfiable", "", [("Content-Range", f"bytes */{size}")])
+    start = _bound(first)
+    end = min(_bound(last) + 1, size) if last else size
+    if start >= size or (last and _bound(last) < start):
+        raise unsatisfiable
     return start, end
 
 
@@ -109,7 +135,9 @@ class SignedURLStore(Protocol):
 
 
 class Gateway:
-    """The WSGI application of one store (``make_app``)."""
+    """The routes of one store's gateway, independent of the server (``make_app``,
+    ``make_asgi_app``). ``routes`` is the route table: a path pattern and the handler its match
+    is passed to (named groups as keyword arguments); each handler checks its own signature."""
 
     def __init__(self, store: SignedURLStore) -> None:
         presigner = store.presigner
@@ -119,76 +147,63 @@ class Gateway:
             )
         self.store = store
         self.signer = presigner.signer
+        self.routes: list[tuple[re.Pattern[str], Callable[..., Reply]]] = [
+            (re.compile(r"/blob/(?P<key>.+)", re.DOTALL), self.download),
+            (re.compile(r"/upload/(?P<upload_id>[^/]+)/part/(?P<part_number>[0-9]{1,5})"), self.upload_part),
+            (re.compile(r"/upload/(?P<upload_id>[^/]+)"), self.upload),
+        ]
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        path = environ.get("PATH_INFO", "") or "/"
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    def handle(self, request: Request) -> Reply:
+        """The reply to ``request``: a route's, or the error status of what it raised."""
         try:
-            status, headers, body = self.route(method, path, query, environ)
+            status, headers, body = self.route(request)
         except _Response as r:
             status, headers, body = r.status, r.headers, [r.message.encode()] if r.message else []
             if body:
                 headers = [*headers, ("Content-Type", "text/plain; charset=utf-8")]
-        except ArtifactExpiredError as exc:
-            status, headers, body = "410 Gone", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
-        except ArtifactNotFoundError as exc:
-            status, headers, body = (
-                "404 Not Found",
-                [("Content-Type", "text/plain; charset=utf-8")],
-                [str(exc).encode()],
-            )
-        except InvalidArgumentError as exc:
-            status, headers, body = (
-                "400 Bad Request",
-                [("Content-Type", "text/plain; charset=utf-8")],
-                [str(exc).encode()],
-            )
-        except QuotaExceededError as exc:
-            status, headers, body = (
-                "413 Content Too Large",
-                [("Content-Type", "text/plain; charset=utf-8")],
-                [str(exc).encode()],
-            )
         except ArtifactStoreError as exc:
-            log.warning("gateway: %s %s failed: %s", method, path, exc)
-            status, headers, body = "409 Conflict", [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
-        start_response(status, [*headers, ("Cache-Control", "no-store")])
-        return body
+            status = next((s for cls, s in _ERROR_STATUS.items() if isinstance(exc, cls)), "409 Conflict")
+            if status == "409 Conflict":
+                log.warning("gateway: %s %s failed: %s", request.method, request.path, exc)
+            headers, body = [("Content-Type", "text/plain; charset=utf-8")], [str(exc).encode()]
+        return status, [*headers, ("Cache-Control", "no-store")], body
 
-    def _verify(self, method: str, path: str, query: dict[str, str]) -> None:
+    def route(self, request: Request) -> Reply:
+        for pattern, handler in self.routes:
+            match = pattern.fullmatch(request.path)
+            if match is not None:
+                return handler(request, **match.groupdict())
+        raise _Response("404 Not Found", "not found")
+
+    # The signature is checked against the request's own method first (HEAD reads as GET): a
+    # URL signed for one method used with another is refused with 403 like any bad URL.
+
+    def _verify(self, request: Request, method: str | None = None) -> None:
         try:
-            self.signer.verify(method, path, query)
+            self.signer.verify(method or request.method, request.path, dict(request.query))
         except SignatureError as exc:
             raise _Response("403 Forbidden", f"forbidden: {exc}") from None
 
-    def route(
-        self, method: str, path: str, query: dict[str, str], environ: dict[str, Any]
-    ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
-        # The signature is checked against the request's own method first (HEAD reads as GET):
-        # a URL signed for one method used with another is refused with 403 like any bad URL.
-        if path.startswith("/blob/"):
-            self._verify("GET" if method == "HEAD" else method, path, query)
-            if method not in ("GET", "HEAD"):
-                raise _Response("405 Method Not Allowed", "", [("Allow", "GET, HEAD")])
-            return self.download(path[len("/blob/") :], method, environ)
-        part = _PART.fullmatch(path)
-        upload = _UPLOAD.fullmatch(path)
-        if part or upload:
-            self._verify(method, path, query)
-            if method != "PUT":
-                raise _Response("405 Method Not Allowed", "", [("Allow", "PUT")])
-            if part:
-                etag = self.store.receive_part(part.group(1), int(part.group(2)), _body(environ))
-            else:
-                assert upload is not None
-                etag = self.store.receive_upload(upload.group(1), _body(environ))
-            return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
-        raise _Response("404 Not Found", "not found")
+    @staticmethod
+    def _allow(request: Request, *methods: str) -> None:
+        if request.method not in methods:
+            raise _Response("405 Method Not Allowed", "", [("Allow", ", ".join(methods))])
 
-    def download(
-        self, key: str, method: str, environ: dict[str, Any]
-    ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
+    def upload(self, request: Request, upload_id: str) -> Reply:
+        self._verify(request)
+        self._allow(request, "PUT")
+        etag = self.store.receive_upload(upload_id, _body(request))
+        return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
+
+    def upload_part(self, request: Request, upload_id: str, part_number: str) -> Reply:
+        self._verify(request)
+        self._allow(request, "PUT")
+        etag = self.store.receive_part(upload_id, int(part_number), _body(request))
+        return "200 OK", [("ETag", etag), ("Content-Length", "0")], []
+
+    def download(self, request: Request, key: str) -> Reply:
+        self._verify(request, "GET" if request.method == "HEAD" else None)
+        self._allow(request, "GET", "HEAD")
         blob = self.store.signed_blob(key)
         meta = blob.metadata
         etag = f'"{meta.sha256}"'
@@ -199,37 +214,197 @@ class Gateway:
             ("Content-Disposition", content_disposition(meta.filename)),
         ]
         # a list of entity tags, compared weakly (RFC 9110 13.1.2)
-        wanted_tags = {t.strip().removeprefix("W/") for t in environ.get("HTTP_IF_NONE_MATCH", "").split(",")}
+        wanted_tags = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
         if etag in wanted_tags or "*" in wanted_tags:
             return "304 Not Modified", [("ETag", etag)], []
         size = meta.bytes
         status, (start, end) = "200 OK", (0, size)
-        wanted = _parse_range(environ.get("HTTP_RANGE"), size)
-        if wanted is not None and environ.get("HTTP_IF_RANGE", etag).strip() == etag:
+        wanted = _parse_range(request.headers.get("range"), size)
+        if wanted is not None and request.headers.get("if-range", etag).strip() == etag:
             status, (start, end) = "206 Partial Content", wanted
             headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         headers.append(("Content-Length", str(end - start)))
-        if method == "HEAD" or end == start:
+        if request.method == "HEAD" or end == start:
             return status, headers, []
         return status, headers, blob.read(start, end, _CHUNK)
 
 
-def make_app(store: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+#: The status of each error a route may raise (the most specific class that matches wins).
+_ERROR_STATUS: dict[type[ArtifactStoreError], str] = {
+    ArtifactExpiredError: "410 Gone",
+    ArtifactNotFoundError: "404 Not Found",
+    InvalidArgumentError: "400 Bad Request",
+    QuotaExceededError: "413 Content Too Large",
+}
+
+
+class WsgiGateway:
+    """The WSGI application of one store (``make_app``)."""
+
+    def __init__(self, store: SignedURLStore) -> None:
+        self.gateway = Gateway(store)
+        self.store = store
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        if environ.get("CONTENT_LENGTH"):
+            headers["content-length"] = environ["CONTENT_LENGTH"]
+        stream = environ.get("wsgi.input")
+        request = Request(
+            method=environ.get("REQUEST_METHOD", "GET").upper(),
+            path=environ.get("PATH_INFO", "") or "/",
+            query=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
+            headers=headers,
+            read=stream.read if stream is not None else (lambda n: b""),
+        )
+        status, reply_headers, body = self.gateway.handle(request)
+        start_response(status, reply_headers)
+        return body
+
+
+ASGIScope = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class _AsgiBody:
+    """A blocking ``read(n)`` over an ASGI request body, for the route running in a worker
+    thread: each read waits for the event loop to ``receive()`` the next message."""
+
+    def __init__(self, receive: ASGIReceive, loop: asyncio.AbstractEventLoop) -> None:
+        self.receive, self.loop = receive, loop
+        self.buffer = b""
+        self.more = True
+
+    def read(self, n: int) -> bytes:
+        while not self.buffer and self.more:
+            message = asyncio.run_coroutine_threadsafe(self._next(), self.loop).result()
+            if message["type"] == "http.disconnect":
+                self.more = False
+                break
+            self.buffer += message.get("body", b"")
+            self.more = bool(message.get("more_body", False))
+        chunk, self.buffer = self.buffer[:n], self.buffer[n:]
+        return chunk
+
+    async def _next(self) -> MutableMapping[str, Any]:
+        return await self.receive()
+
+
+class AsgiGateway:
+    """The ASGI application of one store (``make_asgi_app``): the routes of ``Gateway``, run in
+    worker threads (the store is synchronous) so the event loop never blocks; a download is
+    sent chunk by chunk as it is read, an upload read as it arrives."""
+
+    def __init__(self, store: SignedURLStore) -> None:
+        self.gateway = Gateway(store)
+        self.store = store
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            raise ValueError(f"the gateway serves HTTP, not {scope['type']!r}")
+        path, root = scope.get("path", "/"), scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted (Starlette keeps the full path in "path")
+            path = path[len(root) :]
+        request = Request(
+            method=scope["method"].upper(),
+            path=path or "/",
+            query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
+            headers=_asgi_headers(scope.get("headers", ())),
+            read=_AsgiBody(receive, asyncio.get_running_loop()).read,
+        )
+        status, headers, body = await asyncio.to_thread(self.gateway.handle, request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": int(status[:3]),
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+        # The request body is consumed by now: the next message is the client going away, and
+        # servers ignore what is sent after that, so stop reading the artifact then.
+        gone = asyncio.ensure_future(_disconnected(receive))
+        chunks = iter(body)
+        try:
+            while not gone.done() and (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            gone.cancel()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: ASGIReceive) -> None:
+    """Return once the client has disconnected (``http.disconnect``)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _asgi_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs as one lower-case name → value map (repeated headers joined by ", ")."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def make_app(store: Any) -> WsgiGateway:
     """The WSGI application serving ``store``'s signed URLs (accepts the sync or async store)."""
-    return Gateway(getattr(store, "sync", store))
+    return WsgiGateway(getattr(store, "sync", store))
 
 
-def serve(store: Any, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve the gateway with the standard library's threaded WSGI server (for development)."""
+def make_asgi_app(store: Any) -> AsgiGateway:
+    """The ASGI application serving ``store``'s signed URLs (accepts the sync or async store):
+    ``app.mount("/artifacts", make_asgi_app(store))`` in FastAPI, with ``ARTIFACT_PUBLIC_URL``
+    ending in ``/artifacts``."""
+    return AsgiGateway(getattr(store, "sync", store))
+
+
+def serve(store: Any, host: str = "127.0.0.1", port: int = 8787, *, ready: Callable[[str], None] | None = None) -> None:
+    """Serve the gateway with the standard library's threaded WSGI server (for development).
+
+    ``ready(base_url)`` is called once the socket listens (``port=0`` picks a free port). Each
+    request is logged to this module's logger at INFO: client, method, path (never the query,
+    which holds the signature), status and bytes sent. SIGTERM stops it like Ctrl-C does: the
+    ``KeyboardInterrupt`` it raises leaves this function after the socket is closed.
+    """
+    import signal
+    import threading
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
 
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s - %s", self.address_string(), format % args)
+    class Handler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            path = self.path.partition("?")[0]
+            log.info('%s "%s %s" %s %s', self.address_string(), self.command, path, code, size)
 
-    with make_server(host, port, make_app(store), server_class=Server, handler_class=Quiet) as httpd:
-        httpd.serve_forever()
+        def log_message(self, format: str, *args: Any) -> None:
+            log.warning("%s - %s", self.address_string(), format % args)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        with make_server(host, port, make_app(store), server_class=Server, handler_class=Handler) as httpd:
+            if ready is not None:
+                ready(f"http://{host}:{httpd.server_port}")
+            httpd.serve_forever()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)

@@ -122,6 +122,9 @@ class MaintenanceMethods(StoreCore):
             "sandbox_id": self.sandbox_id,
             "catalog": self.catalog.safe_url,
             "artifacts": artifacts,
+            # the published package's keys (always None there), here the same live totals
+            "total_artifacts": artifacts["count"],
+            "total_bytes": artifacts["bytes"],
             "sessions": {"active": live_sessions},
             "usage": self.usage(),
         }

@@ -184,7 +184,38 @@ _DEFAULT: Final = _Default.DEFAULT
 Ttl = Union[int, None, _Default]
 
 
-@dataclass
+def _text(value: object, what: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{what} must be a non-empty string, not {value!r}")
+
+
+def _count(value: object, what: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidArgumentError(f"{what} must be an integer {bound}, not {value!r}")
+
+
+def _optional_count(value: object, what: str) -> None:
+    if value is not None:
+        _count(value, what, 0)
+
+
+def _check_ttl(ttl: object) -> None:
+    if ttl is not _DEFAULT and ttl is not None:
+        _count(ttl, "ttl", 1)
+
+
+def _check_scope(scope: object) -> None:
+    if scope not in ("session", "user", "sandbox"):
+        raise InvalidArgumentError(f"scope must be one of session, user, sandbox, not {scope!r}")
+
+
+# The request objects are frozen and check their fields when built, as the published package's
+# pydantic models do: a bad value fails where it is written, with InvalidArgumentError (a
+# ValueError, like pydantic's ValidationError). The store checks the rest (ids, MIME syntax, meta).
+
+
+@dataclass(frozen=True)
 class StreamUploadRequest:
     """A streaming upload. ``data_stream``: an iterable of bytes, a binary file object, or
     (through the async facade) an async iterable of bytes."""
@@ -202,8 +233,17 @@ class StreamUploadRequest:
     progress_callback: ProgressCallback | None = None
     chunk_size: int = 65536
 
+    def __post_init__(self) -> None:
+        _text(self.mime, "mime")
+        if not isinstance(self.summary, str):
+            raise InvalidArgumentError("summary must be a string")
+        _check_scope(self.scope)
+        _check_ttl(self.ttl)
+        _optional_count(self.content_length, "content_length")
+        _count(self.chunk_size, "chunk_size", 1)
 
-@dataclass
+
+@dataclass(frozen=True)
 class StreamDownloadRequest:
     """A streaming download of ``artifact_id``, optionally of the byte range [start, end)."""
 
@@ -215,11 +255,17 @@ class StreamDownloadRequest:
     start: int | None = None
     end: int | None = None
 
+    def __post_init__(self) -> None:
+        _text(self.artifact_id, "artifact_id")
+        _count(self.chunk_size, "chunk_size", 1)
+        _optional_count(self.start, "start")
+        _optional_count(self.end, "end")
 
-@dataclass
+
+@dataclass(frozen=True)
 class MultipartUploadInitRequest:
     filename: str
-    mime_type: str
+    mime_type: str = "application/octet-stream"
     user_id: str | None = None
     session_id: str | None = None
     scope: str = "session"
@@ -227,22 +273,49 @@ class MultipartUploadInitRequest:
     meta: dict[str, Any] | None = None
     summary: str = ""
 
+    def __post_init__(self) -> None:
+        _text(self.filename, "filename")
+        _text(self.mime_type, "mime_type")
+        _check_scope(self.scope)
+        _check_ttl(self.ttl)
 
-@dataclass
+
+@dataclass(frozen=True)
 class MultipartUploadPart:
-    """A part as S3 names it: ``PartNumber`` and the ``ETag`` its upload returned."""
+    """A part as S3 names it: ``PartNumber`` (1–10000) and the ``ETag`` its upload returned."""
 
     PartNumber: int
     ETag: str
 
+    def __post_init__(self) -> None:
+        _count(self.PartNumber, "PartNumber", 1, 10000)
+        _text(self.ETag, "ETag")
 
-@dataclass
+
+@dataclass(frozen=True)
 class MultipartUploadCompleteRequest:
+    """``parts``: at least one ``MultipartUploadPart`` (or a dict with ``PartNumber`` and ``ETag``)."""
+
     upload_id: str
     parts: list[MultipartUploadPart] = field(default_factory=list)
     summary: str | None = None
     user_id: str | None = None
     session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.upload_id, "upload_id")
+        if isinstance(self.parts, (str, bytes)) or not hasattr(self.parts, "__iter__"):
+            raise InvalidArgumentError("parts must be a list of MultipartUploadPart")
+        parts = [p if isinstance(p, MultipartUploadPart) else _part(p) for p in self.parts]
+        if not parts:
+            raise InvalidArgumentError("parts must list at least one part")
+        object.__setattr__(self, "parts", parts)  # a private copy: the caller's list may change later
+
+
+def _part(value: object) -> MultipartUploadPart:
+    if isinstance(value, dict) and set(value) == {"PartNumber", "ETag"}:
+        return MultipartUploadPart(value["PartNumber"], value["ETag"])
+    raise InvalidArgumentError(f"a part must be a MultipartUploadPart or a dict of PartNumber and ETag, not {value!r}")
 
 
 def check_request(request: object, cls: type, method: str) -> None:

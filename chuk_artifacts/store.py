@@ -359,6 +359,10 @@ class ArtifactStore(
         session_id: str | None = None,
     ) -> bool:
         """Replace the content and/or change mime, summary, filename, meta (merged) or ttl."""
+        if data is None and mime is None and summary is None and meta is None and filename is None and ttl is _DEFAULT:
+            raise InvalidArgumentError(
+                "update_file needs something to change: data, mime, summary, meta, filename or ttl"
+            )
         payload = _as_bytes(data) if data is not None else None
         fields = self.policy.changed_fields(mime=mime, summary=summary, filename=filename)
         meta = grid.validate_meta(meta, self.settings.max_meta_bytes) if meta is not None else None
@@ -440,13 +444,16 @@ class ArtifactStore(
 
         Copies never cross sessions: a different ``target_session_id`` raises ``AccessDeniedError``.
         """
+        # Arguments first, as everywhere: an invalid id is an InvalidArgumentError, not a denial.
+        if target_session_id is not None:
+            grid.validate_id(target_session_id, "target_session_id")
+        if new_meta is not None:
+            new_meta = grid.validate_meta(new_meta, self.settings.max_meta_bytes)
         row = self.policy.accessible(artifact_id, user_id, session_id, write=True)
         if target_session_id is not None and target_session_id != row["session_id"]:
             raise AccessDeniedError("cross-session copies are not allowed")
         new_id = uuid.uuid4().hex
         now = time.time()
-        if new_meta is not None:
-            new_meta = grid.validate_meta(new_meta, self.settings.max_meta_bytes)
         meta = self.policy.merged_meta(row, new_meta, merge=True) if new_meta else dict(row["meta"] or {})
         copy = {
             **{k: v for k, v in row.items() if k != "row_id"},

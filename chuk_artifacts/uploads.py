@@ -267,7 +267,8 @@ class UploadMethods(StoreCore):
 
     @reports_denials
     def initiate_multipart_upload(self, request: MultipartUploadInitRequest) -> dict[str, Any]:
-        """Start a multipart upload; returns ``upload_id``, ``artifact_id``, ``key``, ``expires_at``."""
+        """Start a multipart upload; returns ``upload_id``, ``artifact_id``, ``key``, ``session_id``,
+        ``expires_at``."""
         check_request(request, MultipartUploadInitRequest, "initiate_multipart_upload")
         caller = self.policy.caller(request.user_id, request.session_id)
         upload = self._open_upload(
@@ -285,6 +286,7 @@ class UploadMethods(StoreCore):
             "upload_id": upload["upload_id"],
             "artifact_id": upload["artifact_id"],
             "key": upload["key"],
+            "session_id": upload["session_id"],  # the published package's key (None for user/sandbox scope)
             "expires_at": iso(upload["expires_at"]),
         }
 

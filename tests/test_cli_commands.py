@@ -329,11 +329,13 @@ def test_search_filters_like_the_api(home: Path, store: ArtifactStore) -> None:
 
 
 def test_search_prints_a_table(home: Path, store: ArtifactStore) -> None:
-    store.store(b"p", mime="image/png", filename="a.png", scope="sandbox")
+    store.store(b"p" * 3000, mime="image/png", filename="a.png", scope="sandbox")
     out = ok("search", "--mime", "image/")
     header, rule, row = out.strip().splitlines()
-    assert header.split() == ["ID", "SCOPE", "OWNER", "BYTES", "MIME", "FILENAME", "STORED"]
+    assert header.split() == ["ID", "SCOPE", "OWNER", "SIZE", "MIME", "FILENAME", "STORED"]
     assert set(rule.replace(" ", "")) == {"-"} and "a.png" in row
+    assert " 2.9 KiB " in row  # human sizes in tables; --json keeps exact bytes
+    assert json.loads(ok("search", "--mime", "image/", "--json"))["artifacts"][0]["bytes"] == 3000
 
 
 def test_search_with_no_match_says_so(home: Path) -> None:

@@ -215,6 +215,43 @@ def test_unsatisfiable_range_answers_416(gw, http, header):
     assert r.headers["Content-Range"] == f"bytes */{len(DATA)}"
 
 
+HUGE = "9" * 5000  # int() of more than 4300 digits raises ValueError (CPython's limit)
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "body"),
+    [
+        (f"bytes={HUGE}-", 416, b""),  # starts past the end
+        (f"bytes=0-{HUGE}", 206, DATA),  # ends past the end: clamped
+        (f"bytes=-{HUGE}", 206, DATA),  # a suffix longer than the object: all of it
+        (f"bytes={HUGE}-{HUGE}", 416, b""),
+    ],
+    ids=["start", "end", "suffix", "both"],
+)
+def test_range_bounds_of_thousands_of_digits_are_answered_not_a_500(gw, http, header, status, body):
+    aid = put_artifact(gw.store)
+    r = http("GET", gw.store.presign(aid), headers={"Range": header})
+    assert (r.status, r.body) == (status, body)
+    if status == 206:
+        assert r.headers["Content-Range"] == f"bytes 0-{len(DATA) - 1}/{len(DATA)}"
+
+
+@pytest.mark.parametrize("header", ["bytes=-5", f"bytes=-{HUGE}"])
+def test_a_suffix_range_of_an_empty_artifact_sends_it_whole_with_200(gw, http, header):
+    aid = put_artifact(gw.store, data=b"")
+    r = http("GET", gw.store.presign(aid), headers={"Range": header})
+    assert (r.status, r.body) == (200, b"")
+    assert "Content-Range" not in r.headers  # never "bytes 0--1/0"
+    assert r.headers["Content-Length"] == "0"
+
+
+@pytest.mark.parametrize("header", ["bytes=0-", "bytes=0-0", "bytes=-0"])
+def test_a_range_from_a_position_of_an_empty_artifact_is_unsatisfiable(gw, http, header):
+    aid = put_artifact(gw.store, data=b"")
+    r = http("GET", gw.store.presign(aid), headers={"Range": header})
+    assert (r.status, r.headers["Content-Range"]) == (416, "bytes */0")
+
+
 def test_if_range_with_a_stale_etag_sends_the_whole_object(gw, http):
     aid = put_artifact(gw.store)
     r = http("GET", gw.store.presign(aid), headers={"Range": "bytes=0-9", "If-Range": '"stale"'})

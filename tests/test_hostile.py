@@ -1055,14 +1055,14 @@ def foreign_exceptions(store: ArtifactStore, t: Targets, method: str, param: str
     escaped = []
     base = valid_calls(store, t)[method]
     for value in ANY_VALUES:
-        if method in REQUESTS:
-            cls, fields = REQUESTS[method]
-            fields = {**fields, "artifact_id": t.aid, "upload_id": t.multipart_id}
-            fields = {k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(cls)}}
-            kwargs = {"request": value} if param == "request" else {"request": cls(**{**fields, param: value})}
-        else:
-            kwargs = {**base, param: value}
-        try:
+        try:  # a request object checks its fields when built: that is part of the call
+            if method in REQUESTS:
+                cls, fields = REQUESTS[method]
+                fields = {**fields, "artifact_id": t.aid, "upload_id": t.multipart_id}
+                fields = {k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(cls)}}
+                kwargs = {"request": value} if param == "request" else {"request": cls(**{**fields, param: value})}
+            else:
+                kwargs = {**base, param: value}
             result = getattr(store, method)(**kwargs)
             if method == "stream_download":
                 list(result)

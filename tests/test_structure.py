@@ -18,7 +18,7 @@ from pathlib import Path
 LAYERS: dict[str, tuple[str, ...]] = {
     # the public entry points: what an application or an operator calls
     # (``testing``: the conformance kits, which build stores as an application does)
-    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli", "testing"),
+    "api": ("__init__", "__main__", "store", "aio", "views", "gateway", "cli", "cli_artifacts", "cli_group", "testing"),
     # features and policy: the rules a request passes through on its way down (``core``: the
     # parts a store is made of; the feature modules: its public methods by feature)
     "policy": (
@@ -41,7 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # backends and data: rows (SQL) and bytes (fsspec, S3)
     "backends": ("catalog", "schema", "blobs", "s3", "migrate"),
     # the base every layer may use
-    "base": ("grid", "models", "errors", "config", "signing"),
+    "base": ("grid", "models", "errors", "exceptions", "config", "signing"),
 }
 
 #: Backend modules may import only these layers (a backend never imports a policy module).
