@@ -6,15 +6,21 @@ through a WSGI adapter), or run ``chuk-admin serve``. Routes, all signature-chec
 - ``GET|HEAD /blob/<key>``: the object, with Range, ETag, Content-Type, Content-Disposition
 - ``PUT /upload/<upload_id>``: the body of a presigned upload
 - ``PUT /upload/<upload_id>/part/<n>``: one part of a multipart upload (answers with its ETag)
+- ``GET|HEAD /s/<token>``: a share link (``store.share``), on every backend: the bytes from
+  memory / filesystem stores, a redirect to a fresh short-lived presigned URL on S3 / COS
+  (``serve_share``, which holds the whole route apart from the WSGI plumbing)
 
-A missing, tampered, expired or re-targeted signature gets 403 and touches nothing.
+A missing, tampered, expired or re-targeted signature gets 403 and touches nothing. The signed
+routes exist only for stores without native presigning; share links are served for every store.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 from urllib.parse import parse_qsl
 
 from .errors import (
@@ -23,12 +29,14 @@ from .errors import (
     ArtifactStoreError,
     InvalidArgumentError,
     QuotaExceededError,
+    ShareGoneError,
+    SharePasswordError,
 )
 from .interfaces import Presigner
 from .models import SignedBlob
 from .signing import HmacPresigner, SignatureError, content_disposition
 
-__all__ = ["make_app", "serve", "SignedURLStore"]
+__all__ = ["make_app", "serve", "serve_share", "SignedURLStore", "ShareStore"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,9 @@ _CHUNK = 256 * 1024
 _PART = re.compile(r"/upload/([^/]+)/part/([0-9]{1,5})")
 _UPLOAD = re.compile(r"/upload/([^/]+)")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_SHARE = re.compile(r"/s/([^/]+)")
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+Answer = tuple[str, list[tuple[str, str]], Iterable[bytes]]
 
 
 class _Response(Exception):
@@ -108,17 +119,97 @@ class SignedURLStore(Protocol):
     def receive_part(self, upload_id: str, part_number: int, chunks: Iterator[bytes]) -> str: ...
 
 
+class ShareStore(Protocol):
+    """What ``serve_share`` needs from a store: ``open_share`` (``shares.ShareMethods``)."""
+
+    def open_share(self, token: str, *, password: str | None = None) -> Any: ...
+
+
+def _basic_password(authorization: str | None) -> str | None:
+    """The password of an HTTP Basic ``Authorization`` header (the user name is ignored)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+def _entity_headers(meta: Any, disposition: str) -> tuple[str, list[tuple[str, str]]]:
+    etag = f'"{meta.sha256}"'
+    return etag, [
+        ("Content-Type", meta.mime),
+        ("ETag", etag),
+        ("Accept-Ranges", "bytes"),
+        ("Content-Disposition", content_disposition(meta.filename, disposition)),
+    ]
+
+
+def _not_modified(etag: str, if_none_match: str | None) -> bool:
+    # a list of entity tags, compared weakly (RFC 9110 13.1.2)
+    wanted = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    return etag in wanted or "*" in wanted
+
+
+def serve_share(store: ShareStore, method: str, token: str, headers: Mapping[str, str]) -> Answer:
+    """The answer to ``GET|HEAD /s/<token>`` (the whole share route, server-independent).
+
+    ``headers``: the request headers with lower-case names (``range``, ``if-range``,
+    ``if-none-match``, ``authorization``). Returns (status line, response headers, body
+    chunks). HEAD, a 304 and every refusal count nothing; a GET counts one download, then
+    streams the bytes or redirects (307) to a presigned URL valid for at most a minute.
+    """
+    if method not in ("GET", "HEAD"):
+        return "405 Method Not Allowed", [("Allow", "GET, HEAD")], []
+    try:
+        opened = store.open_share(token, password=_basic_password(headers.get("authorization")))
+    except SharePasswordError as exc:
+        challenge = ("WWW-Authenticate", 'Basic realm="chuk-artifacts share link", charset="UTF-8"')
+        return "401 Unauthorized", [challenge, _TEXT], [str(exc).encode()]
+    except (ShareGoneError, ArtifactExpiredError) as exc:
+        return "410 Gone", [_TEXT], [str(exc).encode()]
+    except ArtifactNotFoundError:
+        return "404 Not Found", [_TEXT], [b"share link not found"]
+    meta = opened.metadata
+    etag, entity = _entity_headers(meta, opened.share.disposition)
+    if _not_modified(etag, headers.get("if-none-match")):
+        return "304 Not Modified", [("ETag", etag)], []
+    size = meta.bytes
+    status, (start, end) = "200 OK", (0, size)
+    try:
+        wanted = _parse_range(headers.get("range"), size)
+    except _Response as r:
+        return r.status, r.headers, []
+    if wanted is not None and (headers.get("if-range") or etag).strip() == etag:
+        status, (start, end) = "206 Partial Content", wanted
+        entity.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+    entity.append(("Content-Length", str(end - start)))
+    if method == "HEAD":
+        return status, entity, []
+    try:
+        served = opened.download(start, end, _CHUNK)
+    except (ShareGoneError, ArtifactExpiredError) as exc:
+        return "410 Gone", [_TEXT], [str(exc).encode()]
+    except ArtifactNotFoundError:
+        return "404 Not Found", [_TEXT], [b"share link not found"]
+    if served.redirect is not None:
+        return "307 Temporary Redirect", [("Location", served.redirect), ("Content-Length", "0")], []
+    return status, entity, served.chunks if end > start else []
+
+
 class Gateway:
     """The WSGI application of one store (``make_app``)."""
 
-    def __init__(self, store: SignedURLStore) -> None:
+    def __init__(self, store: Any) -> None:
         presigner = store.presigner
-        if not isinstance(presigner, HmacPresigner):
-            raise InvalidArgumentError(
-                f"the gateway serves HMAC-signed URLs; provider {store.storage_provider!r} presigns natively"
-            )
         self.store = store
-        self.signer = presigner.signer
+        # S3 / COS presign natively: S3 serves their signed URLs, this gateway only share links
+        self.signer = presigner.signer if isinstance(presigner, HmacPresigner) else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -157,6 +248,11 @@ class Gateway:
         return body
 
     def _verify(self, method: str, path: str, query: dict[str, str]) -> None:
+        if self.signer is None:
+            raise _Response(
+                "404 Not Found",
+                f"provider {self.store.storage_provider!r} presigns natively: its signed URLs are served by S3",
+            )
         try:
             self.signer.verify(method, path, query)
         except SignatureError as exc:
@@ -165,6 +261,9 @@ class Gateway:
     def route(
         self, method: str, path: str, query: dict[str, str], environ: dict[str, Any]
     ) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
+        share = _SHARE.fullmatch(path)
+        if share:
+            return serve_share(self.store, method, share.group(1), _request_headers(environ))
         # The signature is checked against the request's own method first (HEAD reads as GET):
         # a URL signed for one method used with another is refused with 403 like any bad URL.
         if path.startswith("/blob/"):
@@ -212,6 +311,13 @@ class Gateway:
         if method == "HEAD" or end == start:
             return status, headers, []
         return status, headers, blob.read(start, end, _CHUNK)
+
+
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request headers ``serve_share`` reads, from a WSGI environ."""
+    names = ("range", "if-range", "if-none-match", "authorization")
+    found = {name: environ.get("HTTP_" + name.upper().replace("-", "_")) for name in names}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def make_app(store: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
