@@ -174,6 +174,18 @@ def test_open_share_counts_only_downloads():
         assert gone.value.reason == "exhausted" and share_row(store, link.share_id)["downloads"] == 1
 
 
+def test_open_share_tells_a_missing_password_from_a_wrong_one():
+    with ArtifactStore() as store:
+        link = store.share(put(store), password="pw", user_id="alice")
+        with pytest.raises(SharePasswordError) as missing:
+            store.open_share(token_of(link))
+        with pytest.raises(SharePasswordError) as wrong:
+            store.open_share(token_of(link), password="PW")
+        assert (missing.value.required, wrong.value.required) == (True, False)
+        assert missing.value.http_status == 401
+        assert store.open_share(token_of(link), password="pw").share.has_password
+
+
 def test_a_link_opens_only_while_its_creator_could_read_the_artifact():
     with ArtifactStore() as store:
         sid = store.create_session(user_id="alice")
@@ -502,7 +514,6 @@ def test_two_gateway_processes_on_one_postgresql_catalog_enforce_one_limit(two_g
         assert refused.value.code == 410
 
 
-
 def test_basic_auth_parsing():
     from chuk_artifacts.gateway import _basic_password
 
@@ -510,4 +521,3 @@ def test_basic_auth_parsing():
     assert _basic_password("Bearer abc") is None
     assert _basic_password("Basic !!!") is None
     assert _basic_password(None) is None
-
