@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -184,6 +185,21 @@ def test_open_share_tells_a_missing_password_from_a_wrong_one():
         assert (missing.value.required, wrong.value.required) == (True, False)
         assert missing.value.http_status == 401
         assert store.open_share(token_of(link), password="pw").share.has_password
+
+
+def test_cleanup_removes_expired_links_and_keeps_the_others(store, clock):
+    aid = put(store)
+    brief = store.share(aid, expires=60, user_id="alice")
+    lasting = store.share(aid, expires=3600, user_id="alice")
+    revoked = store.share(aid, user_id="alice")
+    store.revoke_share(revoked.share_id)
+    clock.advance(61)
+    store.cleanup_expired_sessions(dry_run=True)
+    assert store.catalog.share(brief.share_id) is not None  # a dry run changes nothing
+    store.cleanup_expired_sessions()
+    assert store.catalog.share(brief.share_id) is None
+    left = {s.share_id: s.state for s in store.list_shares(user_id="alice", include_inactive=True)}
+    assert left == {lasting.share_id: "active", revoked.share_id: "revoked"}
 
 
 def test_a_link_opens_only_while_its_creator_could_read_the_artifact():
@@ -521,3 +537,55 @@ def test_basic_auth_parsing():
     assert _basic_password("Bearer abc") is None
     assert _basic_password("Basic !!!") is None
     assert _basic_password(None) is None
+
+
+# -- chuk-admin share ----------------------------------------------------------------------------
+
+
+def admin(*args: str, input: str | None = None) -> Any:
+    from click.testing import CliRunner
+
+    from chuk_artifacts.cli import cli
+
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_chuk_admin_share_create_ls_revoke(tmp_path):
+    root = tmp_path / "home"
+    with ArtifactStore(storage_provider="filesystem", fs_root=str(root)) as store:
+        aid = put(store)
+    where = ("--provider", "filesystem", "--root", str(root))
+    made = admin(
+        "share", "create", aid, "--max-downloads", "2", "--user", "alice", "--password-stdin", *where, input="pw\n"
+    )
+    assert made.exit_code == 0, made.output
+    url = made.stdout.strip()
+    assert url.startswith("http://127.0.0.1:8787/s/") and re.search(r"downloads +0 of 2", made.stderr)
+    created = admin("share", "create", aid, "--inline", "--json", *where)
+    link = json_of(created.stdout)
+    assert (link["disposition"], link["created_by"], link["url"].startswith("http")) == ("inline", None, True)
+    listed = admin("share", "ls", "--user", "alice", *where).stdout
+    assert listed.splitlines()[0].split() == ["SHARE", "ARTIFACT", "STATE", "DOWNLOADS", "EXPIRES", "PASSWORD"]
+    assert len(listed.splitlines()) == 3 and "0 of 2" in listed and "yes" in listed
+    every = json_of(admin("share", "ls", "--json", *where).stdout)
+    assert len(every) == 2 and all(entry["url"] is None for entry in every)
+    (mine,) = [e for e in every if e["created_by"] == "alice"]
+    with ArtifactStore(storage_provider="filesystem", fs_root=str(root)) as store:
+        assert store.open_share(url.rsplit("/", 1)[1], password="pw").share.share_id == mine["share_id"]
+    denied = admin("share", "revoke", mine["share_id"], "--user", "bob", *where)
+    assert denied.exit_code == 1 and denied.stderr.startswith("error: access denied")
+    assert (
+        admin("share", "revoke", mine["share_id"], "--user", "alice", *where).stdout == f"revoked {mine['share_id']}\n"
+    )
+    again = admin("share", "revoke", mine["share_id"], *where)
+    assert again.exit_code == 1 and "already revoked" in again.stderr
+    assert len(json_of(admin("share", "ls", "--json", *where).stdout)) == 1
+    assert len(json_of(admin("share", "ls", "--all", "--json", *where).stdout)) == 2
+    bad = admin("share", "create", aid, "--expires", "0", *where)
+    assert bad.exit_code == 2
+
+
+def json_of(text: str) -> Any:
+    import json
+
+    return json.loads(text)
