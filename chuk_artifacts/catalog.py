@@ -132,6 +132,7 @@ _CLAIM_SHARE = (
         or_(shares.c.max_downloads.is_(None), shares.c.downloads < shares.c.max_downloads),
     )
     .values(downloads=shares.c.downloads + 1, last_used_at=bindparam("now"))
+    .returning(shares.c.downloads)
 )
 _UNCLAIM_SHARE = (
     update(shares)
@@ -1406,10 +1407,12 @@ class Catalog:
     def share_by_token(self, token_hash: str) -> Row | None:
         return self.fetch_one(_GET_SHARE_BY_TOKEN, {"token_hash": token_hash})
 
-    def claim_share(self, share_id: str, now: float, max_failures: int) -> bool:
-        """Count one download if the link is live and under its limit at ``now``."""
+    def claim_share(self, share_id: str, now: float, max_failures: int) -> int | None:
+        """Count one download if the link is live and under its limit at ``now``: the link's
+        downloads with this one, or ``None`` if it was not counted."""
         with self.tx() as tx:
-            return tx.execute(_CLAIM_SHARE, {"share_id": share_id, "now": now, "max_failures": max_failures}) == 1
+            row = tx.first(_CLAIM_SHARE, {"share_id": share_id, "now": now, "max_failures": max_failures})
+        return None if row is None else int(row["downloads"])
 
     def unclaim_share(self, share_id: str) -> None:
         """Give back a download whose bytes could not be served."""

@@ -36,7 +36,7 @@ from .interfaces import Presigner
 from .models import SignedBlob
 from .signing import HmacPresigner, SignatureError, content_disposition
 
-__all__ = ["make_app", "serve", "serve_share", "SignedURLStore", "ShareStore"]
+__all__ = ["make_app", "serve", "serve_share", "SignedURLStore", "ShareStore", "GatewayStore"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,12 @@ def _not_modified(etag: str, if_none_match: str | None) -> bool:
 
 
 def serve_share(store: ShareStore, method: str, token: str, headers: Mapping[str, str]) -> Answer:
+    """The answer to ``GET|HEAD /s/<token>`` (see ``_share_answer``); a HEAD never has a body."""
+    status, response_headers, body = _share_answer(store, method, token, headers)
+    return status, response_headers, [] if method == "HEAD" else body
+
+
+def _share_answer(store: ShareStore, method: str, token: str, headers: Mapping[str, str]) -> Answer:
     """The answer to ``GET|HEAD /s/<token>`` (the whole share route, server-independent).
 
     ``headers``: the request headers with lower-case names (``range``, ``if-range``,
@@ -202,10 +208,14 @@ def serve_share(store: ShareStore, method: str, token: str, headers: Mapping[str
     return status, entity, served.chunks if end > start else []
 
 
+class GatewayStore(SignedURLStore, ShareStore, Protocol):
+    """Everything the gateway asks of a store."""
+
+
 class Gateway:
     """The WSGI application of one store (``make_app``)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: GatewayStore) -> None:
         presigner = store.presigner
         self.store = store
         # S3 / COS presign natively: S3 serves their signed URLs, this gateway only share links

@@ -263,9 +263,9 @@ class ShareMethods(StoreCore):
             return False
         if not self._may_revoke(row, caller):
             raise AccessDeniedError(f"access denied: cannot revoke share {share_id!r}")
-        if not self.catalog.revoke_share(share_id, time.time()):
-            return False
         now = time.time()
+        if not self.catalog.revoke_share(share_id, now):
+            return False
         revoked = {**row, "revoked_at": now}
         self.events.emit("share_revoked", share=share_from_row(revoked, state="revoked"), caller=caller)
         return True
@@ -299,7 +299,10 @@ class ShareMethods(StoreCore):
         if state != "active":
             raise ShareGoneError(_GONE[state], state)
         artifact = self.policy.load(row["artifact_id"])
-        self.policy.require(artifact, Caller(row["created_by"], row["created_session"]), write=False)
+        try:  # the creator's access, checked again: a link is never more than its creator's read
+            self.policy.require(artifact, Caller(row["created_by"], row["created_session"]), write=False)
+        except AccessDeniedError:
+            raise ArtifactNotFoundError("share link not found") from None
         if row["password_hash"] is not None:
             if password is None:
                 raise SharePasswordError("this share link needs a password", required=True)
@@ -317,13 +320,14 @@ class ShareMethods(StoreCore):
     def _download(self, row: Row, artifact: Row, start: int, end: int, chunk_size: int) -> ShareDownload:
         share_id = row["share_id"]
         now = time.time()
-        if not self.catalog.claim_share(share_id, now, MAX_PASSWORD_FAILURES):
+        downloads = self.catalog.claim_share(share_id, now, MAX_PASSWORD_FAILURES)
+        if downloads is None:
             current = self.catalog.share(share_id)
             if current is None:
                 raise ArtifactNotFoundError("share link not found")
             state = share_state(current, now)
             raise ShareGoneError(_GONE.get(state, _GONE["exhausted"]), state if state != "active" else "exhausted")
-        used = {**row, "downloads": row["downloads"] + 1, "last_used_at": now}
+        used = {**row, "downloads": downloads, "last_used_at": now}
         try:
             if self.blobs.native_presign:
                 seconds = max(1, min(REDIRECT_SECONDS, math.ceil(row["expires_at"] - now)))
