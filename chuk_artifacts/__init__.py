@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`
         ProviderError,
         QuotaExceededError,
         SessionError,
+        ShareGoneError,
+        SharePasswordError,
     )
     from .grid import GridKey
     from .models import (
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time ``__getattr__`
         MultipartUploadCompleteRequest,
         MultipartUploadInitRequest,
         MultipartUploadPart,
+        ShareLink,
         StreamDownloadRequest,
         StreamUploadRequest,
     )
@@ -56,6 +59,7 @@ __all__ = [
     "MultipartUploadInitRequest",
     "MultipartUploadPart",
     "MultipartUploadCompleteRequest",
+    "ShareLink",
     "ArtifactStoreError",
     "ArtifactNotFoundError",
     "ArtifactExpiredError",
@@ -66,6 +70,8 @@ __all__ = [
     "InvalidArgumentError",
     "CatalogVersionError",
     "QuotaExceededError",
+    "ShareGoneError",
+    "SharePasswordError",
 ]
 
 #: The submodule each public name lives in (the ``TYPE_CHECKING`` imports above, at run time).
@@ -85,6 +91,7 @@ _HOMES = {
             "MultipartUploadInitRequest",
             "MultipartUploadPart",
             "MultipartUploadCompleteRequest",
+            "ShareLink",
         ),
         "models",
     ),
@@ -100,6 +107,8 @@ _HOMES = {
             "InvalidArgumentError",
             "CatalogVersionError",
             "QuotaExceededError",
+            "ShareGoneError",
+            "SharePasswordError",
         ),
         "errors",
     ),

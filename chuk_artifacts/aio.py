@@ -45,6 +45,7 @@ from .models import (
     CleanupResult,
     MultipartUploadCompleteRequest,
     MultipartUploadInitRequest,
+    ShareLink,
     StreamDownloadRequest,
     StreamUploadRequest,
     Ttl,
@@ -491,6 +492,52 @@ class AsyncArtifactStore:
     async def presign_long(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> str:
         """A 24-hour download URL."""
         return await self._run(SyncArtifactStore.presign_long, artifact_id, user_id=user_id, session_id=session_id)
+
+    async def share(
+        self,
+        artifact_id: str,
+        *,
+        expires: int = 86400,
+        max_downloads: int | None = None,
+        password: str | None = None,
+        disposition: str = "attachment",
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> ShareLink:
+        """A revocable, expiring, counted share link to the artifact (see the sync ``share``)."""
+        return await self._run(
+            SyncArtifactStore.share,
+            artifact_id,
+            expires=expires,
+            max_downloads=max_downloads,
+            password=password,
+            disposition=disposition,
+            user_id=user_id,
+            session_id=session_id,
+        )
+
+    async def list_shares(
+        self,
+        artifact_id: str | None = None,
+        *,
+        include_inactive: bool = False,
+        limit: int = 100,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[ShareLink]:
+        """The caller's share links, newest first (see the sync ``list_shares``)."""
+        return await self._run(
+            SyncArtifactStore.list_shares,
+            artifact_id,
+            include_inactive=include_inactive,
+            limit=limit,
+            user_id=user_id,
+            session_id=session_id,
+        )
+
+    async def revoke_share(self, share_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
+        """Revoke a share link; ``False`` if there was none or it was revoked already."""
+        return await self._run(SyncArtifactStore.revoke_share, share_id, user_id=user_id, session_id=session_id)
 
     async def presign_upload(
         self,

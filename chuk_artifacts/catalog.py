@@ -45,6 +45,7 @@ from .schema import (
     catalog_info,
     quota_usage,
     sessions,
+    shares,
     upload_parts,
     uploads,
 )
@@ -113,6 +114,40 @@ _DELETE_ONE_ARTIFACT = (
     delete(artifacts)
     .where(artifacts.c.row_id == bindparam("row_id"))
     .returning(artifacts.c.sandbox_id, artifacts.c.owner_id, artifacts.c.bytes)
+)
+
+# Share links (``shares.py``). Every change of a link is one conditional UPDATE, so concurrent
+# requests, in one process or many, can never count past a limit: a download is claimed only
+# while the link is live and under its limit, a wrong password counted only under its limit.
+_INSERT_SHARE = insert(shares).values({c.name: bindparam(c.name, type_=c.type) for c in shares.c})
+_GET_SHARE = select(shares).where(shares.c.share_id == bindparam("share_id"))
+_GET_SHARE_BY_TOKEN = select(shares).where(shares.c.token_hash == bindparam("token_hash"))
+_CLAIM_SHARE = (
+    update(shares)
+    .where(
+        shares.c.share_id == bindparam("share_id"),
+        shares.c.revoked_at.is_(None),
+        shares.c.expires_at > bindparam("now"),
+        shares.c.failed_attempts < bindparam("max_failures"),
+        or_(shares.c.max_downloads.is_(None), shares.c.downloads < shares.c.max_downloads),
+    )
+    .values(downloads=shares.c.downloads + 1, last_used_at=bindparam("now"))
+    .returning(shares.c.downloads)
+)
+_UNCLAIM_SHARE = (
+    update(shares)
+    .where(shares.c.share_id == bindparam("share_id"), shares.c.downloads > 0)
+    .values(downloads=shares.c.downloads - 1)
+)
+_FAIL_SHARE_PASSWORD = (
+    update(shares)
+    .where(shares.c.share_id == bindparam("share_id"), shares.c.failed_attempts < bindparam("max_failures"))
+    .values(failed_attempts=shares.c.failed_attempts + 1)
+)
+_REVOKE_SHARE = (
+    update(shares)
+    .where(shares.c.share_id == bindparam("share_id"), shares.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
 )
 
 
@@ -1426,6 +1461,79 @@ class Catalog:
         from sqlalchemy.dialects import sqlite
 
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    # -- share links --------------------------------------------------------------------------
+
+    def insert_share(self, values: Row) -> None:
+        """Insert a share row (``IntegrityError`` if its artifact is gone meanwhile)."""
+        with self.tx() as tx:
+            tx.execute(_INSERT_SHARE, values)
+
+    def share(self, share_id: str) -> Row | None:
+        return self.fetch_one(_GET_SHARE, {"share_id": share_id})
+
+    def share_by_token(self, token_hash: str) -> Row | None:
+        return self.fetch_one(_GET_SHARE_BY_TOKEN, {"token_hash": token_hash})
+
+    def claim_share(self, share_id: str, now: float, max_failures: int) -> int | None:
+        """Count one download if the link is live and under its limit at ``now``: the link's
+        downloads with this one, or ``None`` if it was not counted."""
+        with self.tx() as tx:
+            row = tx.first(_CLAIM_SHARE, {"share_id": share_id, "now": now, "max_failures": max_failures})
+        return None if row is None else int(row["downloads"])
+
+    def unclaim_share(self, share_id: str) -> None:
+        """Give back a download whose bytes could not be served."""
+        with self.tx() as tx:
+            tx.execute(_UNCLAIM_SHARE, {"share_id": share_id})
+
+    def fail_share_password(self, share_id: str, max_failures: int) -> bool:
+        """Count a wrong password; ``False`` once ``max_failures`` have been counted."""
+        with self.tx() as tx:
+            return tx.execute(_FAIL_SHARE_PASSWORD, {"share_id": share_id, "max_failures": max_failures}) == 1
+
+    def revoke_share(self, share_id: str, now: float) -> bool:
+        """Revoke a link; ``False`` if it was revoked already (or is gone)."""
+        with self.tx() as tx:
+            return tx.execute(_REVOKE_SHARE, {"share_id": share_id, "now": now}) == 1
+
+    def find_shares(
+        self,
+        sandbox_id: str,
+        *,
+        created_by: str | None,
+        created_session: str | None,
+        admin: bool,
+        artifact_id: str | None,
+        live_at: float | None,
+        limit: int,
+    ) -> list[Row]:
+        """Links of a sandbox, newest first: an admin's are all of them; a user's those the
+        user created; a session's (without a user) those created in it. ``artifact_id``: only
+        that artifact's; ``live_at``: only those not revoked, expired or used up then."""
+        c = shares.c
+        conds: list[Any] = [c.sandbox_id == sandbox_id]
+        if not admin:
+            if created_by is not None:
+                conds.append(c.created_by == created_by)
+            else:
+                conds += [c.created_by.is_(None), c.created_session == created_session]
+        if artifact_id is not None:
+            conds.append(c.artifact_id == artifact_id)
+        if live_at is not None:
+            conds += [
+                c.revoked_at.is_(None),
+                c.expires_at > live_at,
+                or_(c.max_downloads.is_(None), c.downloads < c.max_downloads),
+            ]
+        stmt = select(shares).where(*conds).order_by(c.created_at.desc(), c.share_id).limit(limit)
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def delete_expired_shares(self, conn: Connection, sandbox_id: str, before: float) -> int:
+        """Remove the links of a sandbox that expired before ``before`` (cleanup)."""
+        stmt = delete(shares).where(shares.c.sandbox_id == sandbox_id, shares.c.expires_at <= before)
+        return int(conn.execute(stmt).rowcount)
 
     # -- small persisted settings -----------------------------------------------------------
 

@@ -21,13 +21,16 @@ from .cli_group import (
     AdminGroup,
     _Bars,
     _echo_json,
+    _error,
     _open_store,
     _register_plugin_commands,  # noqa: F401 - re-exported: plugins' tests load commands through it
     _settings,
     _show_progress,
+    _when,
     catalog_options,
     cli,
     human_bytes,
+    identity_options,
     json_option,
     pairs,
     progress_option,
@@ -47,7 +50,8 @@ __all__ = ["AdminGroup", "MAX_TTL", "catalog_options", "cli", "human_bytes", "ma
 @click.option("--quiet", is_flag=True, help="Do not log each request on stderr.")
 @catalog_options
 def serve(host: str, port: int, quiet: bool) -> None:
-    """Serve presigned URLs of a memory/filesystem store over HTTP (development server).
+    """Serve presigned URLs of a memory/filesystem store, and share links of any store, over
+    HTTP (development server).
 
     Prints the base URL it listens at, and warns when presigned URLs point elsewhere (set
     ARTIFACT_PUBLIC_URL to the address clients use). Logs each request on stderr (never the
@@ -395,6 +399,134 @@ def migrate_history(as_json: bool) -> None:
         click.echo(json.dumps([{"revision": r, "down_revision": d, "doc": doc} for r, d, doc in rows]))
         return
     click.echo(table(("REVISION", "DOWN", "DESCRIPTION"), [(r, d or "(base)", doc) for r, d, doc in rows]))
+
+
+# -- chuk-admin share: share links (shares.py) -------------------------------------------------------
+# A block of its own: the group and its three commands, nothing else in this module depends on it.
+
+
+@cli.group()
+def share() -> None:
+    """Share links: revocable, expiring, counted URLs served by `chuk-admin serve` at /s/TOKEN."""
+
+
+def _share_fields(link: Any) -> list[tuple[str, Any]]:
+    limit = "none" if link.max_downloads is None else link.max_downloads
+    return [
+        ("share_id", link.share_id),
+        ("artifact_id", link.artifact_id),
+        ("state", link.state),
+        ("downloads", f"{link.downloads} of {limit}"),
+        ("expires_at", _when(link.expires_at)),
+        ("password", "yes" if link.has_password else "no"),
+        ("disposition", link.disposition),
+        ("created_by", link.created_by or link.session_id or "(application)"),
+    ]
+
+
+@share.command("create")
+@click.argument("artifact_id")
+@click.option(
+    "--expires",
+    type=click.IntRange(1, 365 * 86400),
+    default=86400,
+    show_default=True,
+    help="Seconds the link stays valid.",
+)
+@click.option("--max-downloads", type=click.IntRange(min=1), help="Downloads the link allows (default: no limit).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read a password from the first line of stdin; the link then asks for it (HTTP Basic).",
+)
+@click.option("--inline", is_flag=True, help="Ask browsers to show it rather than download it.")
+@identity_options
+@json_option
+@catalog_options
+def share_create(
+    artifact_id: str,
+    expires: int,
+    max_downloads: int | None,
+    password_stdin: bool,
+    inline: bool,
+    user: str | None,
+    session: str | None,
+    as_json: bool,
+) -> None:
+    """Create a share link to an artifact and print its URL (shown only this once)."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.BadParameter("stdin held no password", param_hint="--password-stdin")
+    with _open_store() as store:
+        link = store.share(
+            artifact_id,
+            expires=expires,
+            max_downloads=max_downloads,
+            password=password,
+            disposition="inline" if inline else "attachment",
+            user_id=user,
+            session_id=session,
+        )
+    if as_json:
+        _echo_json(link.to_dict())
+        return
+    click.echo(link.url)
+    click.echo(pairs(_share_fields(link)), err=True)
+
+
+@share.command("ls")
+@click.option("--artifact", "artifact_id", help="Only the links of this artifact.")
+@click.option("--all", "include_inactive", is_flag=True, help="Also revoked, expired, used-up and locked links.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="At most this many.")
+@identity_options
+@json_option
+@catalog_options
+def share_ls(
+    artifact_id: str | None,
+    include_inactive: bool,
+    limit: int,
+    user: str | None,
+    session: str | None,
+    as_json: bool,
+) -> None:
+    """List share links, newest first (without --user/--session: every link of the sandbox)."""
+    with _open_store() as store:
+        links = store.list_shares(
+            artifact_id, include_inactive=include_inactive, limit=limit, user_id=user, session_id=session
+        )
+    if as_json:
+        _echo_json([link.to_dict() for link in links])
+        return
+    rows = [dict(_share_fields(link)) for link in links]
+    headers = ("SHARE", "ARTIFACT", "STATE", "DOWNLOADS", "EXPIRES", "PASSWORD")
+    keys = ("share_id", "artifact_id", "state", "downloads", "expires_at", "password")
+    click.echo(table(headers, [[row[k] for k in keys] for row in rows]))
+
+
+@share.command("revoke")
+@click.argument("share_ids", nargs=-1, required=True, metavar="SHARE_ID...")
+@identity_options
+@catalog_options
+def share_revoke(share_ids: tuple[str, ...], user: str | None, session: str | None) -> None:
+    """Revoke share links: their next request is refused (410 Gone)."""
+    from .errors import ArtifactStoreError
+
+    failed = False
+    with _open_store() as store:
+        for share_id in share_ids:
+            try:
+                if store.revoke_share(share_id, user_id=user, session_id=session):
+                    click.echo(f"revoked {share_id}")
+                else:
+                    _error(f"share {share_id!r} not found or already revoked")
+                    failed = True
+            except ArtifactStoreError as exc:
+                _error(str(exc))
+                failed = True
+    if failed:
+        click.get_current_context().exit(1)
 
 
 def main(args: Sequence[str] | None = None, *, standalone_mode: bool = True) -> Any:

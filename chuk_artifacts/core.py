@@ -2,7 +2,7 @@
 
 A store is assembled from small parts, each built here once and used explicitly by the public
 methods (``store.py`` and the feature modules: ``listing``, ``session_methods``, ``streaming``,
-``presign``, ``uploads``, ``maintenance``):
+``presign``, ``uploads``, ``shares``, ``maintenance``):
 
 - ``catalog`` (SQL) and ``blobs`` (bytes): the data layer; they never decide anything;
 - ``sessions``: the session provider (a plugin; ``interfaces.SessionProvider``);

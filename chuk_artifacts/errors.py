@@ -13,6 +13,8 @@ __all__ = [
     "InvalidArgumentError",
     "CatalogVersionError",
     "QuotaExceededError",
+    "ShareGoneError",
+    "SharePasswordError",
 ]
 
 
@@ -79,3 +81,25 @@ class QuotaExceededError(ArtifactStoreError):
     """A write would take a user or the sandbox past a configured byte or count limit."""
 
     http_status = 413
+
+
+class ShareGoneError(ArtifactExpiredError):
+    """A share link that no longer opens: revoked, expired, used up, or locked after too many
+    wrong passwords (``reason`` says which). It never opens again; create a new link."""
+
+    http_status = 410
+    reason: str = "expired"
+
+    def __init__(self, message: str, reason: str = "expired") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SharePasswordError(AccessDeniedError):
+    """A share link's password is missing or wrong (``required`` tells which)."""
+
+    http_status = 401
+
+    def __init__(self, message: str, *, required: bool = False) -> None:
+        super().__init__(message)
+        self.required = required

@@ -9,13 +9,19 @@ adapter builds from its server's request. Routes, all signature-checked:
 - ``GET|HEAD /blob/<key>``: the object, with Range, ETag, Content-Type, Content-Disposition
 - ``PUT /upload/<upload_id>``: the body of a presigned upload
 - ``PUT /upload/<upload_id>/part/<n>``: one part of a multipart upload (answers with its ETag)
+- ``GET|HEAD /s/<token>``: a share link (``store.share``), on every backend: the bytes from
+  memory / filesystem stores, a redirect to a fresh short-lived presigned URL on S3 / COS
+  (``serve_share``, which holds the whole route apart from the server plumbing)
 
-A missing, tampered, expired or re-targeted signature gets 403 and touches nothing.
+A missing, tampered, expired or re-targeted signature gets 403 and touches nothing. The signed
+routes exist only for stores without native presigning; share links are served for every store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import re
 from dataclasses import dataclass
@@ -28,12 +34,23 @@ from .errors import (
     ArtifactStoreError,
     InvalidArgumentError,
     QuotaExceededError,
+    ShareGoneError,
+    SharePasswordError,
 )
 from .interfaces import Presigner
 from .models import SignedBlob
 from .signing import HmacPresigner, SignatureError, content_disposition
 
-__all__ = ["make_app", "make_asgi_app", "serve", "SignedURLStore", "Request"]
+__all__ = [
+    "make_app",
+    "make_asgi_app",
+    "serve",
+    "serve_share",
+    "SignedURLStore",
+    "ShareStore",
+    "GatewayStore",
+    "Request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +151,114 @@ class SignedURLStore(Protocol):
     def receive_part(self, upload_id: str, part_number: int, chunks: Iterator[bytes]) -> str: ...
 
 
+class ShareStore(Protocol):
+    """What ``serve_share`` needs from a store: ``open_share`` (``shares.ShareMethods``)."""
+
+    def open_share(self, token: str, *, password: str | None = None) -> Any: ...
+
+
+class GatewayStore(SignedURLStore, ShareStore, Protocol):
+    """Everything the gateway asks of a store."""
+
+
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+
+def _basic_password(authorization: str | None) -> str | None:
+    """The password of an HTTP Basic ``Authorization`` header (the user name is ignored)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+def _entity_headers(meta: Any, disposition: str | None = None) -> tuple[str, list[tuple[str, str]]]:
+    etag = f'"{meta.sha256}"'
+    return etag, [
+        ("Content-Type", meta.mime),
+        ("ETag", etag),
+        ("Accept-Ranges", "bytes"),
+        ("Content-Disposition", content_disposition(meta.filename, disposition or "attachment")),
+    ]
+
+
+def _not_modified(etag: str, if_none_match: str | None) -> bool:
+    # a list of entity tags, compared weakly (RFC 9110 13.1.2)
+    wanted = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    return etag in wanted or "*" in wanted
+
+
+def serve_share(store: ShareStore, method: str, token: str, headers: Mapping[str, str]) -> Reply:
+    """The answer to ``GET|HEAD /s/<token>`` (see ``_share_answer``); a HEAD never has a body."""
+    status, response_headers, body = _share_answer(store, method, token, headers)
+    return status, response_headers, [] if method == "HEAD" else body
+
+
+def _share_answer(store: ShareStore, method: str, token: str, headers: Mapping[str, str]) -> Reply:
+    """The answer to ``GET|HEAD /s/<token>`` (the whole share route, server-independent).
+
+    ``headers``: the request headers with lower-case names (``range``, ``if-range``,
+    ``if-none-match``, ``authorization``). Returns (status line, response headers, body
+    chunks). HEAD, a 304 and every refusal count nothing; a GET counts one download, then
+    streams the bytes or redirects (307) to a presigned URL valid for at most a minute.
+    """
+    if method not in ("GET", "HEAD"):
+        return "405 Method Not Allowed", [("Allow", "GET, HEAD")], []
+    try:
+        opened = store.open_share(token, password=_basic_password(headers.get("authorization")))
+    except SharePasswordError as exc:
+        challenge = ("WWW-Authenticate", 'Basic realm="chuk-artifacts share link", charset="UTF-8"')
+        return "401 Unauthorized", [challenge, _TEXT], [str(exc).encode()]
+    except (ShareGoneError, ArtifactExpiredError) as exc:
+        return "410 Gone", [_TEXT], [str(exc).encode()]
+    except ArtifactNotFoundError:
+        return "404 Not Found", [_TEXT], [b"share link not found"]
+    meta = opened.metadata
+    etag, entity = _entity_headers(meta, opened.share.disposition)
+    if _not_modified(etag, headers.get("if-none-match")):
+        return "304 Not Modified", [("ETag", etag)], []
+    size = meta.bytes
+    status, (start, end) = "200 OK", (0, size)
+    try:
+        wanted = _parse_range(headers.get("range"), size)
+    except _Response as r:
+        return r.status, r.headers, []
+    if wanted is not None and (headers.get("if-range") or etag).strip() == etag:
+        status, (start, end) = "206 Partial Content", wanted
+        entity.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+    entity.append(("Content-Length", str(end - start)))
+    if method == "HEAD":
+        return status, entity, []
+    try:
+        served = opened.download(start, end, _CHUNK)
+    except (ShareGoneError, ArtifactExpiredError) as exc:
+        return "410 Gone", [_TEXT], [str(exc).encode()]
+    except ArtifactNotFoundError:
+        return "404 Not Found", [_TEXT], [b"share link not found"]
+    if served.redirect is not None:
+        return "307 Temporary Redirect", [("Location", served.redirect), ("Content-Length", "0")], []
+    return status, entity, served.chunks if end > start else []
+
+
 class Gateway:
     """The routes of one store's gateway, independent of the server (``make_app``,
     ``make_asgi_app``). ``routes`` is the route table: a path pattern and the handler its match
     is passed to (named groups as keyword arguments); each handler checks its own signature."""
 
-    def __init__(self, store: SignedURLStore) -> None:
+    def __init__(self, store: GatewayStore) -> None:
         presigner = store.presigner
-        if not isinstance(presigner, HmacPresigner):
-            raise InvalidArgumentError(
-                f"the gateway serves HMAC-signed URLs; provider {store.storage_provider!r} presigns natively"
-            )
         self.store = store
-        self.signer = presigner.signer
+        # S3 / COS presign natively: S3 serves their signed URLs, this gateway only share links
+        self.signer = presigner.signer if isinstance(presigner, HmacPresigner) else None
         self.routes: list[tuple[re.Pattern[str], Callable[..., Reply]]] = [
+            (re.compile(r"/s/(?P<token>[^/]+)"), self.share),
             (re.compile(r"/blob/(?P<key>.+)", re.DOTALL), self.download),
             (re.compile(r"/upload/(?P<upload_id>[^/]+)/part/(?P<part_number>[0-9]{1,5})"), self.upload_part),
             (re.compile(r"/upload/(?P<upload_id>[^/]+)"), self.upload),
@@ -179,6 +290,11 @@ class Gateway:
     # URL signed for one method used with another is refused with 403 like any bad URL.
 
     def _verify(self, request: Request, method: str | None = None) -> None:
+        if self.signer is None:
+            raise _Response(
+                "404 Not Found",
+                f"provider {self.store.storage_provider!r} presigns natively: its signed URLs are served by S3",
+            )
         try:
             self.signer.verify(method or request.method, request.path, dict(request.query))
         except SignatureError as exc:
@@ -188,6 +304,10 @@ class Gateway:
     def _allow(request: Request, *methods: str) -> None:
         if request.method not in methods:
             raise _Response("405 Method Not Allowed", "", [("Allow", ", ".join(methods))])
+
+    def share(self, request: Request, token: str) -> Reply:
+        """A share link: its token is its own authority (no signature)."""
+        return serve_share(self.store, request.method, token, request.headers)
 
     def upload(self, request: Request, upload_id: str) -> Reply:
         self._verify(request)
@@ -241,7 +361,7 @@ _ERROR_STATUS: dict[type[ArtifactStoreError], str] = {
 class WsgiGateway:
     """The WSGI application of one store (``make_app``)."""
 
-    def __init__(self, store: SignedURLStore) -> None:
+    def __init__(self, store: GatewayStore) -> None:
         self.gateway = Gateway(store)
         self.store = store
 
@@ -296,7 +416,7 @@ class AsgiGateway:
     worker threads (the store is synchronous) so the event loop never blocks; a download is
     sent chunk by chunk as it is read, an upload read as it arrives."""
 
-    def __init__(self, store: SignedURLStore) -> None:
+    def __init__(self, store: GatewayStore) -> None:
         self.gateway = Gateway(store)
         self.store = store
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .blobs import Blobs
     from .catalog import Catalog
     from .config import Settings
-    from .models import ArtifactMetadata
+    from .models import ArtifactMetadata, ShareLink
     from .presign import Presigner
     from .sessions import SessionProvider
     from .store import ArtifactStore
@@ -175,6 +175,37 @@ def access_denied(
     :param artifact_id: the artifact concerned, if the call named one
     :param session_id: the session concerned, if the call named one
     :param reason: the error message
+    """
+
+
+@hookspec
+def share_created(store: ArtifactStore, share: ShareLink, caller: Caller) -> None:
+    """A share link was created (``store.share``).
+
+    :param store: the store whose artifact it shares
+    :param share: the new link (its ``url`` holds the secret token: do not log it)
+    :param caller: the identity of the call
+    """
+
+
+@hookspec
+def share_used(store: ArtifactStore, share: ShareLink) -> None:
+    """A download through a share link was counted.
+
+    Called before the bytes are sent, or the client is redirected to S3.
+
+    :param store: the store whose artifact was shared
+    :param share: the link after the download was counted (``downloads`` includes it)
+    """
+
+
+@hookspec
+def share_revoked(store: ArtifactStore, share: ShareLink, caller: Caller) -> None:
+    """A share link was revoked (``store.revoke_share``).
+
+    :param store: the store whose artifact it shared
+    :param share: the link as revoked
+    :param caller: the identity of the call
     """
 
 

@@ -24,8 +24,8 @@ class MaintenanceMethods(StoreCore):
     def cleanup_expired_sessions(
         self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None
     ) -> CleanupResult:
-        """Remove expired artifacts (bytes and rows), expired sessions with their artifacts, and
-        uploads past their window with their parts.
+        """Remove expired artifacts (bytes and rows), expired sessions with their artifacts,
+        uploads past their window with their parts, and share links past their expiry.
 
         ``dry_run=True`` counts what would go and changes nothing. ``progress(kind, n)`` is called
         as each batch goes (kind ``artifacts``, ``sessions`` or ``uploads``).
@@ -68,6 +68,8 @@ class MaintenanceMethods(StoreCore):
         expired_uploads = self.writer.cleanup_uploads(now)
         uploads += expired_uploads
         report("uploads", expired_uploads)
+        with self.catalog.write() as conn:  # share links past their expiry: rows only, no bytes
+            self.catalog.delete_expired_shares(conn, self.sandbox_id, now)
         self.writer.recover(now)
         return CleanupResult(artifacts=artifacts, sessions=sessions, uploads=uploads, bytes=freed)
 

@@ -22,6 +22,8 @@ __all__ = [
     "iso",
     "metadata_from_row",
     "SignedBlob",
+    "ShareLink",
+    "share_from_row",
 ]
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -130,6 +132,54 @@ class SignedBlob:
 
     metadata: ArtifactMetadata
     read: Callable[[int, int, int], Iterator[bytes]]
+
+
+@dataclass(frozen=True)
+class ShareLink:
+    """A share link (``store.share``). ``url`` holds the link's secret token and is known only
+    when the link is created (the catalog keeps just a hash of it); listings give ``None``.
+
+    ``state`` is ``active``, ``revoked``, ``expired``, ``exhausted`` (``downloads`` reached
+    ``max_downloads``) or ``locked`` (too many wrong passwords), as of when it was read.
+    """
+
+    share_id: str
+    artifact_id: str
+    url: str | None
+    created_at: str
+    expires_at: str
+    max_downloads: int | None
+    downloads: int
+    created_by: str | None
+    session_id: str | None
+    disposition: str
+    has_password: bool
+    revoked_at: str | None
+    last_used_at: str | None
+    state: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def share_from_row(row: dict[str, Any], *, url: str | None = None, state: str = "active") -> ShareLink:
+    """The public form of one row of the ``shares`` table."""
+    return ShareLink(
+        share_id=row["share_id"],
+        artifact_id=row["artifact_id"],
+        url=url,
+        created_at=_iso(row["created_at"]),
+        expires_at=_iso(row["expires_at"]),
+        max_downloads=row["max_downloads"],
+        downloads=row["downloads"],
+        created_by=row["created_by"],
+        session_id=row["created_session"],
+        disposition=row["disposition"],
+        has_password=row["password_hash"] is not None,
+        revoked_at=iso(row["revoked_at"]),
+        last_used_at=iso(row["last_used_at"]),
+        state=state,
+    )
 
 
 class ArtifactList(list[ArtifactMetadata]):

@@ -547,7 +547,10 @@ class S3Presigner:
             {
                 "Key": row["key"],
                 "ResponseContentType": row["mime"],
-                "ResponseContentDisposition": content_disposition(row["filename"]),
+                # a share link's row names its disposition (``attachment`` or ``inline``)
+                "ResponseContentDisposition": content_disposition(
+                    row["filename"], row.get("disposition", "attachment")
+                ),
             },
             expires,
         )

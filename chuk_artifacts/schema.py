@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision the code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0003_upload_owners"
+SCHEMA_REVISION = "0004_shares"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -199,6 +199,42 @@ class QuotaUsageRow(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ShareRow(Base):
+    """A share link: a revocable, expiring, counted URL for one artifact (``shares.py``).
+
+    Only the sha256 of the link's token is stored; the token itself is shown once, at creation.
+    Deleting the artifact deletes its links (``ON DELETE CASCADE``).
+    """
+
+    __tablename__ = "shares"
+
+    share_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sandbox_id: Mapped[str] = mapped_column(String(128))
+    artifact_id: Mapped[str] = mapped_column(String(64), ForeignKey("artifacts.artifact_id", ondelete="CASCADE"))
+    #: Who created it: the user (``None`` for a session without a user, or the application),
+    #: and the session the call named.
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_session: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    max_downloads: Mapped[int | None] = mapped_column(BigInteger)
+    downloads: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: ``scrypt$n$r$p$salt$hash`` (base64), or ``None`` for a link without a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    disposition: Mapped[str] = mapped_column(String(16), default="attachment")
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_shares_artifact", "artifact_id"),
+        Index("ix_shares_created_by", "sandbox_id", "created_by", "created_at"),
+        Index("ix_shares_created_session", "sandbox_id", "created_session", "created_at"),
+        Index("ix_shares_expires_at", "sandbox_id", "expires_at"),
+    )
+
+
 class CatalogInfoRow(Base):
     """Small persisted settings of a catalog (for example the generated presign secret)."""
 
@@ -216,3 +252,4 @@ upload_parts = cast(Table, UploadPartRow.__table__)
 catalog_info = cast(Table, CatalogInfoRow.__table__)
 blob_intents = cast(Table, BlobIntentRow.__table__)
 quota_usage = cast(Table, QuotaUsageRow.__table__)
+shares = cast(Table, ShareRow.__table__)

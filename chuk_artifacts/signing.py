@@ -60,15 +60,17 @@ class UrlSigner:
             raise SignatureError("URL has expired")
 
 
-def content_disposition(filename: str | None) -> str:
-    """A ``Content-Disposition: attachment`` value for ``filename`` (ASCII fallback and UTF-8).
+def content_disposition(filename: str | None, disposition: str = "attachment") -> str:
+    """A ``Content-Disposition`` value (``attachment``, or ``inline`` for share links that ask
+    for it) for ``filename`` (ASCII fallback and UTF-8).
 
     Signed download URLs carry it: the gateway sends it, S3 URLs ask for it
     (``ResponseContentDisposition``).
     """
+    kind = "inline" if disposition == "inline" else "attachment"
     name = (filename or "download").rsplit("/", 1)[-1] or "download"
     fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:200]
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class HmacPresigner:

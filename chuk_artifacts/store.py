@@ -3,8 +3,8 @@
 The store is ``StoreCore`` (its parts: catalog, blobs, sessions, policy, writer, events; see
 ``core.py``) plus the public methods, grouped by feature: storing, reading and changing
 artifacts here; listing and search (``listing.py``), sessions (``session_methods.py``),
-streaming (``streaming.py``), presigned URLs (``presign.py``), uploads (``uploads.py``) and
-maintenance (``maintenance.py``). Every public method goes downward: policy (who may do what),
+streaming (``streaming.py``), presigned URLs (``presign.py``), uploads (``uploads.py``), share
+links (``shares.py``) and maintenance (``maintenance.py``). Every public method goes downward: policy (who may do what),
 then the writer (the crash-safe write protocol) or the catalog and blobs for reads.
 """
 
@@ -35,6 +35,7 @@ from .models import _DEFAULT, ArtifactMetadata, Ttl, metadata_from_row
 from .policy import MAX_TTL
 from .presign import PresignMethods
 from .session_methods import SessionMethods
+from .shares import ShareMethods
 from .streaming import StreamingMethods
 from .uploads import UploadMethods
 from .writes import copy_blob, read_blob
@@ -63,6 +64,7 @@ class ArtifactStore(
     StreamingMethods,
     PresignMethods,
     UploadMethods,
+    ShareMethods,
     MaintenanceMethods,
     StoreCore,
 ):

@@ -40,7 +40,9 @@ FACADE_ONLY = {"aclose"}
 #: a reason, e.g. one only a sync WSGI gateway calls).
 #: Sync methods a gateway calls with sync iterators of a request body (``gateway.SignedURLStore``):
 #: an async server bridges its body itself, so the facade does not mirror them.
-SYNC_ONLY: set[str] = {"signed_blob", "receive_upload", "receive_part"}
+#: ``open_share`` likewise: a gateway's share route (``gateway.serve_share``) opens the link and
+#: reads its bytes through sync iterators.
+SYNC_ONLY: set[str] = {"signed_blob", "receive_upload", "receive_part", "open_share"}
 
 
 def public_methods(cls: type) -> dict[str, Any]:

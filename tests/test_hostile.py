@@ -1030,6 +1030,11 @@ def valid_calls(store: ArtifactStore, t: Targets) -> dict[str, dict[str, Any]]:
         "signed_blob": {"key": store.metadata(t.aid).key},
         "receive_upload": {"upload_id": _upload_id_of(store, t.upload_aid), "chunks": [b"x"]},
         "receive_part": {"upload_id": t.multipart_id, "part_number": 1, "chunks": [b"x"]},
+        "share": {"artifact_id": t.aid, "max_downloads": 3, "password": "pw"},
+        "list_shares": {"artifact_id": t.aid, "user_id": "alice"},
+        "revoke_share": {"share_id": "0" * 32, "user_id": "alice"},
+        # What a gateway calls for /s/<token>.
+        "open_share": {"token": str(store.share(t.aid).url).rsplit("/", 1)[1], "password": None},
         **{name: {"request": None} for name in REQUESTS},
     }
 

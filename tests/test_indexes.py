@@ -114,6 +114,16 @@ def _store_then_delete(store: ArtifactStore, ctx: dict[str, Any]) -> Callable[[]
     return lambda: store.delete(artifact_id, user_id="alice")
 
 
+def _open_a_share(store: ArtifactStore, ctx: dict[str, Any]) -> bytes:
+    link = store.share(ctx["ids"][4], max_downloads=3, user_id="alice")
+    opened = store.open_share(link.url.rsplit("/", 1)[1])
+    return b"".join(opened.download(0, 1, 1024).chunks or [])
+
+
+def _revoke_a_share(store: ArtifactStore, ctx: dict[str, Any]) -> bool:
+    return store.revoke_share(store.share(ctx["ids"][4], user_id="alice").share_id, user_id="alice")
+
+
 REQUESTS: dict[str, Op] = {
     "retrieve_as_user": lambda s, c: s.retrieve(c["ids"][0], user_id="alice"),
     "retrieve_as_session": lambda s, c: s.retrieve(c["ids"][0], session_id=c["session"]),
@@ -151,6 +161,10 @@ REQUESTS: dict[str, Op] = {
     "move_file": lambda s, c: s.move_file(c["ids"][3], new_filename="docs/3-moved.md", user_id="alice"),
     "cleanup_expired_sessions": lambda s, c: s.cleanup_expired_sessions(),
     "validate_session": lambda s, c: s.validate_session(c["session"]),
+    "share_open_and_download": _open_a_share,
+    "share_revoke": _revoke_a_share,
+    "list_shares_of_a_user": lambda s, c: s.list_shares(user_id="alice"),
+    "list_shares_of_an_artifact": lambda s, c: s.list_shares(c["ids"][4], include_inactive=True),
 }
 
 

@@ -130,6 +130,18 @@ class Recorder:
     ) -> None:
         self.events.append(("access_denied", artifact_id, caller, (action, session_id, reason)))
 
+    @hookimpl
+    def share_created(self, store: Any, share: Any, caller: Caller) -> None:
+        self.events.append(("share_created", share.share_id, caller, share))
+
+    @hookimpl
+    def share_used(self, store: Any, share: Any) -> None:
+        self.events.append(("share_used", share.share_id, None, share))
+
+    @hookimpl
+    def share_revoked(self, store: Any, share: Any, caller: Caller) -> None:
+        self.events.append(("share_revoked", share.share_id, caller, share))
+
 
 @pytest.fixture
 def recorder(register: Callable[..., Any]) -> Recorder:
@@ -160,6 +172,9 @@ def test_the_hook_list_is_what_the_issue_asks_for() -> None:
         "session_created",
         "session_deleted",
         "access_denied",
+        "share_created",
+        "share_used",
+        "share_revoked",
         "register_commands",
     }
 
@@ -486,6 +501,38 @@ def test_hook_access_denied(recorder: Recorder) -> None:
         ("store", None, Caller("bob", None)),
     ]
     assert all("denied" in e[3][2] or "only" in e[3][2] for e in denied)
+
+
+def test_hook_share_created(recorder: Recorder) -> None:
+    with ArtifactStore() as store:
+        aid = store.store(b"shared", mime="text/plain", user_id="alice", scope="user")
+        link = store.share(aid, max_downloads=3, user_id="alice")
+        with pytest.raises(AccessDeniedError):
+            store.share(aid, user_id="bob")  # refused: no event
+    ((_, share_id, caller, share),) = recorder.of("share_created")
+    assert (share_id, caller, share.artifact_id, share.max_downloads) == (link.share_id, Caller("alice"), aid, 3)
+
+
+def test_hook_share_used(recorder: Recorder) -> None:
+    with ArtifactStore() as store:
+        aid = store.store(b"shared", mime="text/plain", user_id="alice", scope="user")
+        link = store.share(aid, max_downloads=2, user_id="alice")
+        token = link.url.rsplit("/", 1)[1]
+        store.open_share(token)  # opened, nothing downloaded: no event
+        for _ in range(2):
+            assert b"".join(store.open_share(token).download(0, 6, 1024).chunks) == b"shared"
+    assert [(e[1], e[3].downloads) for e in recorder.of("share_used")] == [(link.share_id, 1), (link.share_id, 2)]
+    assert recorder.of("share_used")[-1][3].state == "exhausted"
+
+
+def test_hook_share_revoked(recorder: Recorder) -> None:
+    with ArtifactStore() as store:
+        aid = store.store(b"shared", mime="text/plain", user_id="alice", scope="user")
+        link = store.share(aid, user_id="alice")
+        assert store.revoke_share(link.share_id, user_id="alice")
+        assert not store.revoke_share(link.share_id, user_id="alice")  # already revoked: no event
+    ((_, share_id, caller, share),) = recorder.of("share_revoked")
+    assert (share_id, caller, share.state) == (link.share_id, Caller("alice"), "revoked")
 
 
 def test_access_denied_in_strict_mode_is_reported(recorder: Recorder) -> None:

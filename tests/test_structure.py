@@ -27,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "streaming",
         "presign",
         "uploads",
+        "shares",
         "maintenance",
         "session_methods",
         "access",

@@ -115,6 +115,40 @@ def access_denied(
     _record(store, action, caller, outcome="denied", session_id=session_id, artifact_id=artifact_id, reason=reason)
 
 
+def _share(store: Any, action: str, share: Any, caller: Any) -> None:
+    # never the link's url: it holds the secret token
+    _record(
+        store,
+        action,
+        caller,
+        artifact_id=share.artifact_id,
+        share_id=share.share_id,
+        expires_at=share.expires_at,
+        max_downloads=share.max_downloads,
+        downloads=share.downloads,
+        has_password=share.has_password,
+        created_by=share.created_by,
+    )
+
+
+@hookimpl
+def share_created(store: Any, share: Any, caller: Any) -> None:
+    _share(store, "share_created", share, caller)
+
+
+@hookimpl
+def share_used(store: Any, share: Any) -> None:
+    from chuk_artifacts.access import Caller
+
+    # the download is anonymous: whoever holds the link
+    _share(store, "share_used", share, Caller())
+
+
+@hookimpl
+def share_revoked(store: Any, share: Any, caller: Any) -> None:
+    _share(store, "share_revoked", share, caller)
+
+
 # -- chuk-admin audit ------------------------------------------------------------------------
 
 

@@ -88,6 +88,26 @@ def test_jsonl_records_who_what_when_which_and_the_outcome(
     assert [e["ts"] for e in entries] == sorted(e["ts"] for e in entries)
 
 
+def test_share_links_are_recorded_without_their_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("CHUK_AUDIT_LOG", f"jsonl:{log}")
+    with ArtifactStore() as store:
+        doc = store.store(b"report", mime="text/plain", user_id="alice", scope="user")
+        link = store.share(doc, max_downloads=2, password="s3cret", user_id="alice")
+        token = link.url.rsplit("/", 1)[1]
+        b"".join(store.open_share(token, password="s3cret").download(0, 6, 1024).chunks or [])
+        store.revoke_share(link.share_id, user_id="alice")
+    shares = [e for e in lines(log) if e["action"].startswith("share_")]
+    assert [(e["action"], e["user_id"], e["artifact_id"]) for e in shares] == [
+        ("share_created", "alice", doc),
+        ("share_used", None, doc),
+        ("share_revoked", "alice", doc),
+    ]
+    assert [e["detail"]["downloads"] for e in shares] == [0, 1, 1]
+    assert all(e["detail"]["share_id"] == link.share_id and e["detail"]["has_password"] for e in shares)
+    assert token not in log.read_text(encoding="utf-8") and "s3cret" not in log.read_text(encoding="utf-8")
+
+
 def test_jsonl_only_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "audit.jsonl"
     monkeypatch.setenv("CHUK_AUDIT_LOG", f"jsonl:{log}")
