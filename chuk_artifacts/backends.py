@@ -1,7 +1,8 @@
 """The built-in storage backends, registered as a plugin like any other.
 
 ``memory`` and ``filesystem`` always; ``s3`` and ``ibm_cos`` when s3fs is installed
-(``pip install 'chuk-artifacts[s3]'``; without it the store names that install in its error).
+(``pip install 'chuk-artifacts[s3]'``), ``azure`` with adlfs (``[azure]``), ``gcs`` with gcsfs
+(``[gcs]``). Without its extra a provider is refused with the exact ``pip install`` command.
 """
 
 from __future__ import annotations
@@ -20,13 +21,34 @@ if TYPE_CHECKING:
 S3_PROVIDERS = ("s3", "ibm_cos")
 
 
+def _installed(*modules: str) -> bool:
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in modules)
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
 def _s3_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("s3fs", "boto3"))
+    return _installed("s3fs", "boto3")
+
+
+def _azure_installed() -> bool:
+    return _installed("adlfs", "azure.storage.blob")
+
+
+def _gcs_installed() -> bool:
+    return _installed("gcsfs")
 
 
 @hookimpl
 def storage_providers() -> list[str]:
-    return ["memory", "filesystem", *(S3_PROVIDERS if _s3_installed() else ())]
+    return [
+        "memory",
+        "filesystem",
+        *(S3_PROVIDERS if _s3_installed() else ()),
+        *(["azure"] if _azure_installed() else []),
+        *(["gcs"] if _gcs_installed() else []),
+    ]
 
 
 @hookimpl
@@ -39,17 +61,32 @@ def storage_backend(provider: str, settings: Settings) -> Blobs | None:
         from .s3 import S3Blobs
 
         return S3Blobs.from_settings(provider, settings)
+    if provider == "azure" and _azure_installed():
+        from .azure_blob import AzureBlobs
+
+        return AzureBlobs.from_settings(settings)
+    if provider == "gcs" and _gcs_installed():
+        from .gcs import GCSBlobs
+
+        return GCSBlobs.from_settings(settings)
     return None
 
 
 @hookimpl(specname="presigner")
 def native_presigner(store: ArtifactStore) -> Presigner | None:
-    """S3 and IBM COS presign their own URLs (SigV4); tried before the HMAC fallback."""
+    """S3 and IBM COS presign their own URLs (SigV4); Azure its downloads (SAS, when the account
+    key is known; its uploads stay gateway URLs). Tried before the HMAC fallback."""
     if getattr(store.blobs, "native_presign", False) and store.blobs.name in S3_PROVIDERS:
         from .s3 import S3Blobs, S3Presigner
 
         if isinstance(store.blobs, S3Blobs):
             return S3Presigner(store.blobs)
+    if store.blobs.name == "azure" and getattr(store.blobs, "account_key", None):
+        from .azure_blob import AzureBlobs, AzureSasPresigner
+        from .signing import HmacPresigner
+
+        if isinstance(store.blobs, AzureBlobs):
+            return AzureSasPresigner(HmacPresigner.for_store(store).signer, store.blobs)
     return None
 
 

@@ -31,6 +31,10 @@ PROVIDER_ALIASES = {
     "vfs-filesystem": "filesystem",
     "vfs-s3": "s3",
     "vfs-ibm-cos": "ibm_cos",
+    "vfs-azure": "azure",
+    "azure_blob": "azure",
+    "vfs-gcs": "gcs",
+    "google": "gcs",
     "ibm-cos": "ibm_cos",
     "local": "filesystem",
     "fs": "filesystem",
@@ -93,6 +97,12 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("ibm_cos_access_key", "IBM_COS_ACCESS_KEY", str),
     ("ibm_cos_secret_key", "IBM_COS_SECRET_KEY", str),
     ("ibm_cos_endpoint", "IBM_COS_ENDPOINT", str),
+    ("azure_connection_string", "AZURE_STORAGE_CONNECTION_STRING", str),
+    ("azure_account_name", "AZURE_STORAGE_ACCOUNT_NAME", str),
+    ("azure_account_key", "AZURE_STORAGE_ACCOUNT_KEY", str),
+    ("gcs_project", "GCS_PROJECT", str),
+    ("gcs_token", "GCS_TOKEN", str),
+    ("gcs_endpoint_url", "GCS_ENDPOINT_URL", str),
 )
 
 
@@ -191,6 +201,16 @@ class Settings:
     ibm_cos_access_key: str | None = None
     ibm_cos_secret_key: str | None = None
     ibm_cos_endpoint: str | None = None
+    #: Azure Blob Storage (``azure``): a connection string, or an account name with its key or
+    #: with the default Azure credential chain. The container is ``bucket``.
+    azure_connection_string: str | None = None
+    azure_account_name: str | None = None
+    azure_account_key: str | None = None
+    #: Google Cloud Storage (``gcs``): project, credentials (``google_default``, ``anon``, a
+    #: service-account JSON file; unset: the default chain) and an endpoint for emulators.
+    gcs_project: str | None = None
+    gcs_token: str | None = None
+    gcs_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -269,7 +289,13 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, for stats and diagnostics."""
-        secret = {"presign_secret", "aws_secret_access_key", "ibm_cos_secret_key"}
+        secret = {
+            "presign_secret",
+            "aws_secret_access_key",
+            "ibm_cos_secret_key",
+            "azure_connection_string",
+            "azure_account_key",
+        }
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)

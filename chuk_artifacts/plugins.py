@@ -47,6 +47,8 @@ DEFAULT_PLUGINS = (
 PROVIDER_HINTS = {
     "s3": "pip install 'chuk-artifacts[s3]'",
     "ibm_cos": "pip install 'chuk-artifacts[s3]'",
+    "azure": "pip install 'chuk-artifacts[azure]'",
+    "gcs": "pip install 'chuk-artifacts[gcs]'",
 }
 
 #: Session providers that live in a separately installed plugin distribution.

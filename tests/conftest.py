@@ -17,6 +17,7 @@ pytest_plugins = [
     "fixtures.postgres",  # postgres_url
     "fixtures.stores",  # store, astore, make_store, backend (BACKENDS)
     "fixtures.s3",  # moto_s3, moto_client, s3_bucket
+    "fixtures.cloud",  # azurite, azure_container, gcs_emulator, gcs_bucket
     "fixtures.seaweedfs",  # seaweedfs, weed_bucket
     "fixtures.session_provider",  # --session-provider (autouse)
     "fixtures.gateway",  # serve, http, slow_put, writing

@@ -61,3 +61,21 @@ class TestCatalogSessionsOnPostgres(SessionProviderConformance):
         catalog = Catalog(postgres_url)
         yield lambda sandbox_id, ttl_seconds: CatalogSessions(catalog, sandbox_id, ttl_seconds)
         catalog.close()
+
+
+class TestAzureStore(BackendConformance):
+    """The kit on Azure Blob Storage (Azurite on loopback, ``tests/fixtures/cloud.py``)."""
+
+    @pytest.fixture
+    def store(self, azure_container: dict[str, Any]) -> Iterator[ArtifactStore]:
+        with ArtifactStore(storage_provider="azure", **azure_container) as store:
+            yield store
+
+
+class TestGCSStore(BackendConformance):
+    """The kit on Google Cloud Storage (gcp-storage-emulator on loopback)."""
+
+    @pytest.fixture
+    def store(self, gcs_bucket: dict[str, Any]) -> Iterator[ArtifactStore]:
+        with ArtifactStore(storage_provider="gcs", **gcs_bucket) as store:
+            yield store
