@@ -98,8 +98,15 @@ def test_every_kind_of_request_gets_the_wsgi_gateways_answer(asgi: tuple[httpx.C
     aid = store.store(DATA, mime="text/csv", filename="t.csv", user_id="alice")
     empty = store.store(b"", mime="text/plain", user_id="alice")
     url, empty_url = store.presign(aid), store.presign(empty)
+    shared = str(store.share(aid, user_id="alice").url)  # share links: the same route table
     etag = f'"{hashlib.sha256(DATA).hexdigest()}"'
     cases = [
+        ("GET", shared, {}),
+        ("HEAD", shared, {}),
+        ("GET", shared, {"Range": "bytes=0-9"}),
+        ("GET", shared, {"If-None-Match": etag}),
+        ("PUT", shared, {}),
+        ("GET", shared[:-4] + "zzzz", {}),  # an unknown token
         ("GET", url, {}),
         ("HEAD", url, {}),
         ("GET", url, {"Range": "bytes=0-9"}),
