@@ -1507,17 +1507,24 @@ class Catalog:
         artifact_id: str | None,
         live_at: float | None,
         limit: int,
+        reader_session: str | None = None,
     ) -> list[Row]:
         """Links of a sandbox, newest first: an admin's are all of them; a user's those the
-        user created; a session's (without a user) those created in it. ``artifact_id``: only
-        that artifact's; ``live_at``: only those not revoked, expired or used up then."""
+        user created; a session's (without a user) those created in it. A non-admin sees the
+        links of a session-scoped artifact only from that session (``reader_session``), as it
+        sees the artifact. ``artifact_id``: only that artifact's; ``live_at``: only those not
+        revoked, expired or used up then."""
         c = shares.c
         conds: list[Any] = [c.sandbox_id == sandbox_id]
+        stmt = select(shares)
         if not admin:
             if created_by is not None:
                 conds.append(c.created_by == created_by)
             else:
                 conds += [c.created_by.is_(None), c.created_session == created_session]
+            a = artifacts.c
+            stmt = stmt.join(artifacts, a.artifact_id == c.artifact_id)
+            conds.append(or_(a.scope != "session", a.session_id == reader_session))
         if artifact_id is not None:
             conds.append(c.artifact_id == artifact_id)
         if live_at is not None:
@@ -1526,7 +1533,7 @@ class Catalog:
                 c.expires_at > live_at,
                 or_(c.max_downloads.is_(None), c.downloads < c.max_downloads),
             ]
-        stmt = select(shares).where(*conds).order_by(c.created_at.desc(), c.share_id).limit(limit)
+        stmt = stmt.where(*conds).order_by(c.created_at.desc(), c.share_id).limit(limit)
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 

@@ -14,6 +14,8 @@ from .errors import (
     ProviderError,
     QuotaExceededError,
     SessionError,
+    ShareGoneError,
+    SharePasswordError,
 )
 
 __all__ = [
@@ -27,4 +29,6 @@ __all__ = [
     "InvalidArgumentError",
     "CatalogVersionError",
     "QuotaExceededError",
+    "ShareGoneError",
+    "SharePasswordError",
 ]

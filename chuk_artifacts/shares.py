@@ -250,6 +250,7 @@ class ShareMethods(StoreCore):
             artifact_id=artifact_id,
             live_at=None if include_inactive else now,
             limit=limit,
+            reader_session=caller.session_id,
         )
         # ``live_at`` leaves locked links in (a rare state): filtered here
         links = [share_from_row(r, state=share_state(r, now)) for r in rows]
@@ -275,14 +276,22 @@ class ShareMethods(StoreCore):
         return True
 
     def _may_revoke(self, row: Row, caller: Caller) -> bool:
-        if caller.is_admin or _created_by(row, caller):
+        """The application, the link's creator while it may still read the artifact (a link
+        to a session-scoped artifact only from that session), or one who may change it."""
+        if caller.is_admin:
             return True
         try:
             artifact = self.policy.load(row["artifact_id"], allow_expired=True)
-            self.policy.require(artifact, caller, write=True)
-        except (ArtifactNotFoundError, AccessDeniedError):
+        except ArtifactNotFoundError:
             return False
-        return True
+        for write in (False, True):
+            if write or _created_by(row, caller):
+                try:
+                    self.policy.require(artifact, caller, write=write)
+                except AccessDeniedError:
+                    continue
+                return True
+        return False
 
     def open_share(self, token: str, *, password: str | None = None) -> OpenedShare:
         """The link ``token`` names and its artifact, if the link opens now (for gateways).

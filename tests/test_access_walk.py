@@ -50,6 +50,7 @@ class World:
     artifacts: dict[str, str] = field(default_factory=dict)  # scope -> artifact id
     uploads: dict[str, str] = field(default_factory=dict)  # scope -> artifact id of a presigned upload
     multiparts: dict[str, str] = field(default_factory=dict)  # scope -> multipart upload id
+    shares: dict[str, str] = field(default_factory=dict)  # artifact id -> share id of its owner's link
 
     def owner(self, scope: str) -> dict[str, Any]:
         """How the rightful owner names itself when creating things of ``scope``."""
@@ -120,6 +121,8 @@ def build_world(store: ArtifactStore) -> World:
         )
         w.multiparts[scope] = init["upload_id"]
         store.receive_part(init["upload_id"], 1, iter([b"part one"]))  # what a part PUT does
+        aid = w.artifacts[scope]
+        w.shares[aid] = store.share(aid, **owner).share_id
     return w
 
 
@@ -159,6 +162,14 @@ WALK: dict[str, tuple[str, Call]] = {
         "read",
         lambda api, w, aid, i: list(api.stream_download(StreamDownloadRequest(artifact_id=aid, **i))),
     ),
+    "share": ("read", lambda api, w, aid, i: api.share(aid, **i)),
+    # the owner's link is not listed to the wrong reader (whole listing, then the artifact's)
+    "list_shares": (
+        "read",
+        lambda api, w, aid, i: (
+            [s for s in api.list_shares(**i) if s.artifact_id == aid] + api.list_shares(aid, include_inactive=True, **i)
+        ),
+    ),
     # writes
     "update_file": ("write", lambda api, w, aid, i: api.update_file(aid, data=b"evil", meta={"evil": 1}, **i)),
     "update_metadata": (
@@ -169,6 +180,7 @@ WALK: dict[str, tuple[str, Call]] = {
     "copy_file": ("write", lambda api, w, aid, i: api.copy_file(aid, new_filename="stolen.txt", **i)),
     "move_file": ("write", lambda api, w, aid, i: api.move_file(aid, new_filename="moved.txt", **i)),
     "delete": ("write", lambda api, w, aid, i: api.delete(aid, **i)),
+    "revoke_share": ("write", lambda api, w, aid, i: api.revoke_share(w.shares[aid], **i)),
     "write_file": (
         "write",
         lambda api, w, aid, i: api.write_file("evil", filename="e.txt", overwrite_artifact_id=aid, **i),
@@ -237,6 +249,8 @@ OUTCOMES: dict[str, Any] = {
     "validate_session": ("returns", False),
     # a live session id cannot be taken over: refused as already existing
     "create_session": ("raises", (AccessDeniedError, SessionError)),
+    # a listing of the caller's own links: the owner's is not among them
+    "list_shares": ("returns", []),
 }
 
 #: Public methods that take no identity, each with the reason it needs no walk.
@@ -254,6 +268,8 @@ EXEMPT = {
     "signed_blob": "the gateway's: a signed URL (tests/test_gateway.py) authorised the key",
     "receive_upload": "the gateway's: a signed upload URL (tests/test_gateway.py) authorised it",
     "receive_part": "the gateway's: a signed part URL (tests/test_multipart.py) authorised it",
+    "open_share": "the gateway's: the link's token authorised it, and the creator's read is "
+    "checked again (tests/test_shares.py)",
 }
 #: Exempt methods that still take a parameter named like an identity (as a plain value).
 EXEMPT_WITH_ID_PARAMETER = {"get_canonical_prefix", "generate_artifact_key", "usage"}
@@ -403,6 +419,7 @@ def test_every_public_method_that_does_io_is_awaitable_on_the_async_facade():
         "signed_blob",
         "receive_upload",
         "receive_part",
+        "open_share",
     }  # what a (sync) gateway calls
     for name in public_methods() - sync_only:
         assert inspect.iscoroutinefunction(getattr(AsyncArtifactStore, name, None)), name
