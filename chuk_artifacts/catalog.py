@@ -450,13 +450,51 @@ def _first(conn: Connection | Tx, stmt: Any, params: Row) -> Row | None:
     return dict(row._mapping) if row is not None else None
 
 
-class _Held:
-    """A thread's own driver connection (weakly tracked, so that it goes with its thread)."""
+#: Rows a connection's read cache keeps at most (it starts again empty when full).
+READ_CACHE_ROWS = 2048
 
-    __slots__ = ("conn", "__weakref__")
+
+class _ReadCache:
+    """What a SQLite connection's one-row reads of the request path returned (the driver's
+    value tuples, immutable), kept while the database is as it was then: ``stamp`` is what
+    tells, read afresh before each use (``Catalog._cached_values``). A different stamp empties
+    the cache, so an answer from it is exactly what running the read again would return."""
+
+    __slots__ = ("stamp", "rows")
+
+    def __init__(self) -> None:
+        self.stamp: Any = None
+        self.rows: dict[tuple[str, tuple[Any, ...]], Any] = {}
+
+    def values(self, conn: Any, stamp: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        if conn.in_transaction:  # the connection's own uncommitted changes: never kept
+            return conn.execute(sql, args).fetchone()
+        rows = self.rows
+        if self.stamp != stamp:
+            rows.clear()
+            self.stamp = stamp
+        key = (sql, args)
+        values = rows.get(key, _UNSEEN)
+        if values is _UNSEEN:
+            values = conn.execute(sql, args).fetchone()
+            if len(rows) >= READ_CACHE_ROWS:
+                rows.clear()
+            rows[key] = values
+        return values
+
+
+_UNSEEN = object()
+
+
+class _Held:
+    """A thread's own driver connection (weakly tracked, so that it goes with its thread), and
+    its read cache."""
+
+    __slots__ = ("conn", "cache", "__weakref__")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.cache = _ReadCache()
 
 
 class Catalog:
@@ -497,6 +535,7 @@ class Catalog:
         self._local = threading.local()
         self._thread_connections: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._shared: Any = None
+        self._shared_cache = _ReadCache()
         self._closed = False
         self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
         #: ``INSERT … ON CONFLICT DO NOTHING`` of a zero usage row, for this dialect.
@@ -709,6 +748,35 @@ class Catalog:
         """The first row of ``compiled`` as the driver returns it (``fetch_one``)."""
         return self._driver_read(compiled, args, _FETCH_ONE)  # type: ignore[no-any-return]
 
+    def _cached_values(self, compiled: _Compiled, args: Any) -> Sequence[Any] | None:
+        """``_fetch_values`` of a one-row read of the request path (a session, an artifact),
+        answered from the connection's ``_ReadCache`` while the SQLite database is unchanged.
+
+        Unchanged means: the connection's own ``total_changes`` counter (every row any
+        statement on it inserted, updated or deleted) is the same, and so, on a file, is
+        ``PRAGMA data_version``, which SQLite changes whenever another connection (another
+        thread's, another process's) commits. An in-memory catalog has one connection, so its
+        counter alone tells. Inside a transaction the cache is bypassed. PostgreSQL is not
+        cached: nothing as cheap tells it changed."""
+        if not self.is_sqlite or not isinstance(args, tuple):
+            return self._fetch_values(compiled, args)
+        if self._closed:
+            raise ProviderError(f"catalog {self.safe_url} is closed")
+        try:
+            if self.in_memory:
+                with self._lock:
+                    conn = self._shared
+                    return self._shared_cache.values(conn, conn.total_changes, compiled.sql, args)  # type: ignore[no-any-return]
+            holder = getattr(self._local, "holder", None)
+            if holder is None:
+                self._thread_connection()
+                holder = self._local.holder
+            conn = holder.conn
+            stamp = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+            return holder.cache.values(conn, stamp, compiled.sql, args)  # type: ignore[no-any-return]
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise ProviderError(f"catalog {self.safe_url} failed: {exc}") from exc
+
     def _driver_read(self, compiled: _Compiled, args: Any, fetch: Callable[[Any], Any]) -> Any:
         """Run one read of the request path on its driver connection (see ``_local``), outside a
         transaction; ``fetch(cursor)`` takes its rows."""
@@ -801,15 +869,21 @@ class Catalog:
     # -- artifacts ------------------------------------------------------------------------
 
     def artifact(self, artifact_id: str) -> Row | None:
-        """The row of ``artifact_id``, read on its own (``fetch_one``)."""
-        return self.fetch_one(_GET_ARTIFACT, {"artifact_id": artifact_id})
+        """The row of ``artifact_id``, read on its own (``fetch_one``, through the read cache)."""
+        return self._cached_one(_GET_ARTIFACT, {"artifact_id": artifact_id})
 
     def session(self, sandbox_id: str, session_id: str) -> Row | None:
-        """The row of a session, read on its own (``fetch_one``)."""
-        return self.fetch_one(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
+        """The row of a session, read on its own (``fetch_one``, through the read cache)."""
+        return self._cached_one(_GET_SESSION, {"sandbox_id": sandbox_id, "session_id": session_id})
+
+    def _cached_one(self, stmt: Any, params: Row) -> Row | None:
+        compiled = self._compiled(stmt)
+        values = self._cached_values(compiled, _bind(compiled, params))
+        return None if values is None else _decode(compiled, values)
 
     def session_and_artifact(self, sandbox_id: str, session_id: str, artifact_id: str) -> tuple[Row | None, Row | None]:
-        """The rows of a session and an artifact, read in one statement (``fetch_one``)."""
+        """The rows of a session and an artifact, read in one statement (``fetch_one``, through
+        the read cache)."""
         compiled = self._compiled(_SESSION_AND_ARTIFACT)
         args = (
             (sandbox_id, session_id, artifact_id)
@@ -818,7 +892,7 @@ class Catalog:
         )
         if compiled.order is not None:
             assert compiled.order == ("sandbox_id", "session_id", "artifact_id")
-        values = self._fetch_values(compiled, args)
+        values = self._cached_values(compiled, args)
         assert values is not None  # one row, whatever exists
         session = artifact = None
         if values[1] is not None:  # the session's columns first, then the artifact's

@@ -2,7 +2,9 @@
 delete and expiry, reads of a changing artifact are consistent, queries are bounded, and every
 bad input is an ``InvalidArgumentError``.
 
-Each test names the item of the issue it pins down.
+Each test names the item of the issue it pins down. Items 2-4, 8 and 16 (sessions) are in
+``test_sessions.py``, which also runs with the Redis sessions provider; 11 (``Range``) in
+``test_gateway.py``; 12 and 15 (terminal escapes, exit codes) in ``test_cli_first_hour.py``.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def test_postgres_statements_are_cut_off_by_the_statement_timeout(make_store):
 
 
 # -- 2, 3. a deleted (or provider-expired) session is no key to what it held ---------------------
+# (in tests/test_sessions.py, which runs on every catalog and with the Redis sessions provider)
 
 
 # -- 4. an expired session is no identity; storing into it replaces it ---------------------------
+# (in tests/test_sessions.py, which runs on every catalog and with the Redis sessions provider)
 
 
 # -- 5. a session view never acts as another user -----------------------------------------------
@@ -160,6 +164,7 @@ def test_presigned_urls_never_outlive_the_artifact(store):
 
 
 # -- 8. a sweep never removes a write made into a session replaced while it ran -------------------
+# (in tests/test_sessions.py, which runs on every catalog and with the Redis sessions provider)
 
 
 # -- 9. uploads in progress are limited -----------------------------------------------------------
@@ -274,6 +279,7 @@ def test_filenames_are_capped_in_bytes_alike_on_every_catalog(store):
 
 
 # -- 16. reading through a session extends it -------------------------------------------------------
+# (in tests/test_sessions.py, which runs on every catalog and with the Redis sessions provider)
 
 
 # -- 17. session ids ---------------------------------------------------------------------------------
