@@ -177,6 +177,16 @@ def validate_meta(meta: object, max_bytes: int) -> dict[str, Any]:
     return copy
 
 
+def merge_meta(base: dict[str, Any], extra: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """``base`` updated with ``extra``, both valid metadata already (``validate_meta``, or as
+    the catalog keeps it): their merge can only break the size limit, so that alone is checked."""
+    merged = {**base, **extra}
+    encoded = json.dumps(merged, allow_nan=False, separators=(",", ":"))  # ASCII: len is bytes
+    if len(encoded) > max_bytes:
+        raise InvalidArgumentError(f"meta is larger than {max_bytes} bytes once encoded as JSON")
+    return merged
+
+
 @dataclass(frozen=True)
 class GridKey:
     """A parsed grid key. ``session_id`` / ``user_id`` are set for their scope only."""

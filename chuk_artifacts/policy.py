@@ -196,8 +196,10 @@ class Policy:
         return {name: checks[name](value) for name, value in fields.items() if value is not None}
 
     def merged_meta(self, row: Row, meta: dict[str, Any], *, merge: bool) -> dict[str, Any]:
-        merged = {**(row["meta"] or {}), **meta} if merge else dict(meta)
-        return grid.validate_meta(merged, self.settings.max_meta_bytes)
+        """The row's meta with ``meta`` (validated by the caller) merged in, or ``meta`` alone."""
+        if not merge:
+            return dict(meta)
+        return grid.merge_meta(row["meta"] or {}, meta, self.settings.max_meta_bytes)
 
     # -- placement of new artifacts -------------------------------------------------------
 

@@ -399,7 +399,7 @@ class ArtifactStore(
             meta = new_meta
         fields = self.policy.changed_fields(summary=summary, filename=filename)
         if meta is not None:
-            grid.validate_meta(meta, self.settings.max_meta_bytes)
+            meta = grid.validate_meta(meta, self.settings.max_meta_bytes)
         change = self._changes(fields, meta, ttl, merge=merge)
         return metadata_from_row(self._update(artifact_id, user_id, session_id, change))
 
@@ -516,7 +516,7 @@ class ArtifactStore(
         """Rename an artifact (and merge ``new_meta``); persisted. Moves never cross sessions."""
         filename = grid.validate_filename(new_filename) if new_filename is not None else None
         if new_meta is not None:
-            grid.validate_meta(new_meta, self.settings.max_meta_bytes)
+            new_meta = grid.validate_meta(new_meta, self.settings.max_meta_bytes)
 
         def change(row: Row, tx: Tx) -> Row:
             if new_session_id is not None and new_session_id != row["session_id"]:

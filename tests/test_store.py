@@ -372,6 +372,25 @@ def test_update_metadata_with_merge_false_replaces(store):
     assert store.metadata(aid).meta == {"c": 3}
 
 
+@pytest.mark.parametrize("how", ["update_metadata", "update_file", "move_file", "copy_file"])
+def test_a_merge_past_the_meta_limit_is_refused_and_changes_nothing(make_store, how):
+    store = make_store("memory", max_meta_bytes=200)
+    aid = store.store(b"x", mime="text/plain", meta={"a": "x" * 100}, user_id="alice")
+    extra = {"b": "y" * 90}  # valid alone, too large merged with what is there
+    call = {
+        "update_metadata": lambda: store.update_metadata(aid, meta=extra),
+        "update_file": lambda: store.update_file(aid, meta=extra),
+        "move_file": lambda: store.move_file(aid, new_meta=extra),
+        "copy_file": lambda: store.copy_file(aid, new_meta=extra),
+    }[how]
+    with pytest.raises(InvalidArgumentError, match="larger than 200 bytes"):
+        call()
+    assert store.metadata(aid).meta == {"a": "x" * 100}
+    assert len(store.list_by_session(store.metadata(aid).session_id)) == 1
+    store.update_metadata(aid, meta={"b": "y" * 10})  # what fits is merged
+    assert store.metadata(aid).meta == {"a": "x" * 100, "b": "y" * 10}
+
+
 def test_update_metadata_accepts_new_meta_alias(store):
     aid = store.store(b"x", mime="text/plain", meta={"a": 1}, user_id="alice")
     store.update_metadata(aid, new_meta={"b": 2})
