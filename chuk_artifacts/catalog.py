@@ -110,6 +110,18 @@ _MARK_ONE_DELETING = (
     .values(state="deleting", updated_at=bindparam("now"))
     .returning(artifacts.c.row_id, artifacts.c.key, artifacts.c.pending_key, artifacts.c.bytes)
 )
+# A volatile backend's delete (bytes that die with the process need no tombstone first): the row
+# goes at once, its meta index and share links with it (``ON DELETE CASCADE``).
+_DELETE_ONE_NOW = (
+    delete(artifacts)
+    .where(
+        artifacts.c.row_id == bindparam("row_id"),
+        or_(artifacts.c.state == "committed", artifacts.c.updated_at < bindparam("stale")),
+    )
+    .returning(
+        artifacts.c.sandbox_id, artifacts.c.owner_id, artifacts.c.bytes, artifacts.c.key, artifacts.c.pending_key
+    )
+)
 _DELETE_ONE_ARTIFACT = (
     delete(artifacts)
     .where(artifacts.c.row_id == bindparam("row_id"))
@@ -952,6 +964,15 @@ class Catalog:
         """Tombstone one committed row (or reclaim a stale tombstone), as ``mark_deleting`` does
         for a batch; the claimed row's ``row_id``, ``key``, ``pending_key`` and ``bytes``."""
         return _first(conn, _MARK_ONE_DELETING, {"row_id": row_id, "now": now, "stale": now - 300.0})
+
+    def delete_now(self, conn: Tx, row_id: int, now: float) -> Row | None:
+        """Delete one committed row (or a stale tombstone) in one statement and release its
+        usage: ``delete_one`` and ``remove_one`` together, for bytes that cannot outlive a
+        crash. The deleted row's ``key``, ``pending_key``, ``bytes``; ``None`` if none was."""
+        gone = _first(conn, _DELETE_ONE_NOW, {"row_id": row_id, "stale": now - 300.0})
+        if gone is not None:
+            self.charge(conn, gone["sandbox_id"], gone["owner_id"], -gone["bytes"], -1)
+        return gone
 
     def remove_one(self, conn: Tx, row_id: int) -> bool:
         """Delete one row claimed by ``delete_one`` and release its usage."""

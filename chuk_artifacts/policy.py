@@ -162,6 +162,19 @@ class Policy:
 
     def accessible(self, artifact_id: str, user_id: str | None, session_id: str | None, *, write: bool = False) -> Row:
         """The live row of ``artifact_id`` if the identity may read (or ``write``) it."""
+        return self.access(artifact_id, user_id, session_id, write=write)[1]
+
+    def access(
+        self,
+        artifact_id: str,
+        user_id: str | None,
+        session_id: str | None,
+        *,
+        write: bool = False,
+        allow_expired: bool = False,
+    ) -> tuple[Caller, Row]:
+        """The caller, and the live row of ``artifact_id`` if the caller may read (or
+        ``write``) it; ``allow_expired``: an expired row too."""
         session_row = artifact_row = UNREAD
         if session_id is not None and not self.closed and self.sessions_in_catalog:
             # The usual request of a server (an artifact, as a session): both rows in one round.
@@ -169,9 +182,9 @@ class Policy:
             grid.validate_id(artifact_id, "artifact_id")
             session_row, artifact_row = self.catalog.session_and_artifact(self.sandbox_id, session_id, artifact_id)
         caller = self.caller(user_id, session_id, session_row=session_row)
-        row = self.load(artifact_id, row=artifact_row)
+        row = self.load(artifact_id, row=artifact_row, allow_expired=allow_expired)
         self.require(row, caller, write=write)
-        return row
+        return caller, row
 
     # -- values ---------------------------------------------------------------------------
 

@@ -533,12 +533,10 @@ class ArtifactStore(
     @reports_denials
     def delete(self, artifact_id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
         """Delete the artifact's bytes and row. ``False`` if there was nothing to delete."""
-        caller = self.policy.caller(user_id, session_id)
         try:
-            row = self.policy.load(artifact_id, allow_expired=True)
+            caller, row = self.policy.access(artifact_id, user_id, session_id, write=True, allow_expired=True)
         except ArtifactNotFoundError:
             return False
-        self.policy.require(row, caller, write=True)
         return self.writer.delete_one(row, event="artifact_deleted", caller=caller)
 
     # -- keys ---------------------------------------------------------------------------

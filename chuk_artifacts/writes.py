@@ -312,9 +312,7 @@ class Writer:
         now = time.time()
         if self.blobs.volatile:
             with self.catalog.tx() as tx:
-                claimed = self.catalog.delete_one(tx, row["row_id"], now)
-                if claimed is not None:
-                    self.catalog.remove_one(tx, row["row_id"])
+                claimed = self.catalog.delete_now(tx, row["row_id"], now)
             if claimed is None:
                 return False
             self.blobs.delete_many([k for k in (claimed["key"], claimed["pending_key"]) if k])

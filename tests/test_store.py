@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
+from sqlalchemy import text
 
 from chuk_artifacts import (
     AccessDeniedError,
@@ -285,6 +286,21 @@ def test_delete_removes_the_bytes_from_storage(store):
     store.delete(gone)
     assert gone_key not in blob_keys(store)
     assert blob_keys(store) == [store.metadata(keep).key]
+
+
+def test_delete_leaves_no_row_behind_and_releases_the_usage(store):
+    keep = store.store(b"keep", mime="text/plain", meta={"k": 1}, user_id="alice")
+    before = store.usage(user_id="alice")
+    gone = store.store(b"gone!", mime="text/plain", meta={"a": 1, "b": "two"}, user_id="alice")
+    store.share(gone, user_id="alice")
+    assert store.delete(gone, user_id="alice") is True
+    with store.catalog.read() as conn:
+        meta_rows = conn.execute(text("SELECT name FROM artifact_meta")).scalars().all()
+        shares = conn.execute(text("SELECT artifact_id FROM shares")).scalars().all()
+    assert meta_rows == ["k"] and shares == []  # the meta index and the links went with the row
+    assert store.usage(user_id="alice") == before
+    assert [m.artifact_id for m in store.search(user_id="alice", meta_filter={"a": 1})] == []
+    assert store.exists(keep, user_id="alice")
 
 
 def test_delete_of_an_unknown_artifact_returns_false(store):
