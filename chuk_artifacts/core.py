@@ -172,7 +172,7 @@ class StoreCore:
         """
         if not isinstance(name, str) or name not in self._inline:
             return False
-        return not any(self.events.listening(event) for event in _EVENTS)
+        return self.events.quiet(_EVENTS)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -29,10 +29,10 @@ logger = logging.getLogger("chuk_artifacts.events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _hooks() -> Any:
+def _manager() -> Any:
     from .plugins import ensure_plugins_loaded
 
-    return ensure_plugins_loaded().hook
+    return ensure_plugins_loaded()
 
 
 class Events:
@@ -40,11 +40,25 @@ class Events:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._hook = _hooks()
+        self._pm = _manager()
+        self._hook = self._pm.hook
+        self._quiet: dict[tuple[str, ...], tuple[int, bool]] = {}
 
     def listening(self, event: str) -> bool:
         """Does any plugin implement ``event``? (cheap; lets callers skip building arguments)"""
         return bool(getattr(self._hook, event).get_hookimpls())
+
+    def quiet(self, events: tuple[str, ...]) -> bool:
+        """Does no plugin implement any of ``events``? Computed once per plugin generation
+        (``plugins.PluginManager``): registering or unregistering a plugin is seen at once."""
+        generation = getattr(self._pm, "generation", None)
+        known = self._quiet.get(events)
+        if known is not None and generation is not None and known[0] == generation:
+            return known[1]
+        answer = not any(self.listening(event) for event in events)
+        if generation is not None:
+            self._quiet[events] = (generation, answer)
+        return answer
 
     def emit(self, event: str, **kwargs: Any) -> None:
         """Call ``event`` with ``store=`` and ``kwargs`` if any plugin implements it."""

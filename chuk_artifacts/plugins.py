@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -58,7 +58,34 @@ SESSION_PROVIDER_HINTS = {
 
 logger = logging.getLogger("chuk_artifacts.plugins")
 
-pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, counting changes: ``generation`` moves whenever a plugin is registered
+    or unregistered (or hook specifications are added), so that what depends only on which
+    hooks are implemented can be computed once per generation (``Events.quiet``)."""
+
+    generation = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        finally:
+            self.generation += 1
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> object | None:
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
+
+    def add_hookspecs(self, module_or_class: Any) -> None:
+        try:
+            super().add_hookspecs(module_or_class)
+        finally:
+            self.generation += 1
+
+
+pm = PluginManager(ENTRY_POINT_GROUP)
 pm.add_hookspecs(hookspecs)
 
 _loaded = False

@@ -558,6 +558,32 @@ def test_events_build_nothing_when_no_plugin_listens(only_builtins: None, monkey
             store.exists(store.store(b"3", mime="text/plain", user_id="alice"), user_id="bob")
 
 
+def test_a_listener_registered_or_unregistered_later_is_seen_by_the_next_call(only_builtins: None) -> None:
+    """The async facade runs a memory store's calls on the event loop only while no plugin
+    listens (a listener may do I/O); ``runs_inline`` follows registrations at once."""
+    pm = ensure_plugins_loaded()
+    heard: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def artifact_stored(self, store: Any, metadata: Any, caller: Any) -> None:
+            heard.append(metadata.artifact_id)
+
+    with ArtifactStore() as store:
+        assert store.runs_inline("store") and store.runs_inline("metadata")
+        listener = Listener()
+        pm.register(listener, name="test-late-listener")
+        try:
+            assert not store.runs_inline("store") and not store.runs_inline("metadata")
+            aid = store.store(b"1", mime="text/plain", user_id="alice")
+            assert heard == [aid]
+        finally:
+            pm.unregister(listener)
+        assert store.runs_inline("store") and store.runs_inline("metadata")
+        store.store(b"2", mime="text/plain", user_id="alice")
+        assert heard == [aid]
+
+
 def test_a_failing_event_plugin_is_logged_and_the_operation_stands(
     register: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
