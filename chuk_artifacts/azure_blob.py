@@ -10,6 +10,10 @@ multipart parts go through the gateway (HMAC-signed URLs, ``signing.HmacPresigne
 streams their bytes into the container. Without an account key (the credential chain) download
 URLs are gateway URLs too.
 
+Streaming writes stage blocks as they fill and commit them on close (Put Block List), so readers
+see the old blob or the new one; after an error no block list is committed, the staged blocks are
+never visible, and Azure drops them after a week.
+
 adlfs and azure-storage-blob are imported when a store is made, never at import
 (``pip install 'chuk-artifacts[azure]'``).
 """
@@ -18,10 +22,10 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta, timezone
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from .blobs import Blobs
 from .errors import ArtifactStoreError, InvalidArgumentError, ProviderError
+from .object_store import BucketMissing, ObjectStoreBlobs, exception_chain
 from .signing import HmacPresigner, UrlSigner, content_disposition
 
 if TYPE_CHECKING:
@@ -43,27 +47,20 @@ _DENIED = {
 
 
 def _error_code(exc: BaseException) -> str | None:
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            return None
-        code = getattr(current, "error_code", None)
+    for current in exception_chain(exc):
+        code = getattr(current, "error_code", None) or getattr(current, "status_code", None)
         if code:
             return str(code)
-        status = getattr(current, "status_code", None)
-        if status:
-            return str(status)
-        current = current.__cause__ or current.__context__
     return None
 
 
 def _reason(exc: BaseException) -> str:
     code = _error_code(exc)
-    if code == "ContainerNotFound":
+    if code == "ContainerNotFound" or isinstance(exc, BucketMissing):
         return "bucket_missing"
     if code in _DENIED or code == "403" or isinstance(exc, PermissionError):
         return "access_denied"
-    names = {type(e).__name__ for e in _chain(exc)}
+    names = {type(e).__name__ for e in exception_chain(exc)}
     if "ClientAuthenticationError" in names or "CredentialUnavailableError" in names:
         return "no_credentials"
     if names & {"ServiceRequestError", "ClientConnectorError", "ConnectionRefusedError", "TimeoutError", "gaierror"}:
@@ -71,24 +68,17 @@ def _reason(exc: BaseException) -> str:
     return "error"
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            return
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _parse_connection_string(value: str) -> dict[str, str]:
     parts = (item.split("=", 1) for item in value.split(";") if "=" in item)
     return {k.strip().lower(): v.strip() for k, v in parts}
 
 
-class AzureBlobs(Blobs):
+class AzureBlobs(ObjectStoreBlobs):
     """Objects in one Azure Blob Storage container (the root); block blobs only."""
 
     name = "azure"
+    mtime_field = "last_modified"
+    put_options = {"overwrite": True}
 
     def __init__(
         self,
@@ -163,111 +153,16 @@ class AzureBlobs(Blobs):
         error.reason = reason
         return error
 
-    def _container_exists(self) -> bool:
+    @property
+    def _where(self) -> str:
+        return self.endpoint
+
+    def _bucket_exists(self) -> bool:
         try:
             client = self.fs.service_client.get_container_client(self.container)
             return bool(_sync(self.fs, client.exists()))
         except Exception as exc:
             raise self._provider_error("check", None, exc) from None
-
-    @contextlib.contextmanager
-    def _errors(self, action: str, key: str | None, *, missing_ok: bool = True) -> Iterator[None]:
-        """Azure failures as ``ProviderError``; ``FileNotFoundError`` only for a missing object in
-        a container that exists (adlfs answers both with it)."""
-        try:
-            yield
-        except ArtifactStoreError:
-            raise
-        except FileNotFoundError:
-            if not self._container_exists():
-                raise self._provider_error(action, key, _ContainerMissing()) from None
-            if missing_ok:
-                raise
-            raise ProviderError(f"azure failed to {action} {key!r}: no such object") from None
-        except Exception as exc:
-            raise self._provider_error(action, key, exc) from None
-
-    # -- writing --------------------------------------------------------------------------
-
-    def put(self, key: str, data: bytes) -> None:
-        with self._errors("write", key, missing_ok=False):
-            self.fs.pipe_file(self.path(key), data, overwrite=True)
-
-    @contextlib.contextmanager
-    def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        """adlfs's buffered file: blocks are staged as they fill and committed on close (Put Block
-        List), so readers see the old blob or the new one. On an error no block list is committed:
-        the staged blocks are never visible and Azure drops them after a week."""
-        with self._errors("write", key, missing_ok=False):
-            f = self.fs.open(self.path(key), "wb", block_size=self.block_size)
-        try:
-            yield f
-        except BaseException:
-            f.closed = True  # never commit (fsspec files commit on close, even on error)
-            raise
-        try:
-            with self._errors("write", key, missing_ok=False):
-                f.close()
-        except BaseException:
-            f.closed = True
-            raise
-
-    def copy(self, src: str, dst: str) -> None:
-        with self._errors("copy", src):
-            self.fs.copy(self.path(src), self.path(dst))
-
-    # -- reading --------------------------------------------------------------------------
-
-    def get(self, key: str) -> bytes:
-        with self._errors("read", key):
-            data: bytes = self.fs.cat_file(self.path(key))
-            return data
-
-    def open_read(self, key: str) -> IO[bytes]:
-        with self._errors("read", key):
-            f: IO[bytes] = self.fs.open(self.path(key), "rb", block_size=self.block_size, cache_type="readahead")
-            return f
-
-    def _info(self, key: str) -> dict[str, Any] | None:
-        try:
-            with self._errors("stat", key):
-                info: dict[str, Any] = self.fs.info(self.path(key))
-        except FileNotFoundError:
-            return None
-        return info if info.get("type") == "file" else None
-
-    def size(self, key: str) -> int | None:
-        info = self._info(key)
-        return None if info is None else int(info["size"])
-
-    def exists(self, key: str) -> bool:
-        return self._info(key) is not None
-
-    def modified(self, key: str) -> float | None:
-        info = self._info(key)
-        value = None if info is None else info.get("last_modified")
-        return value.timestamp() if isinstance(value, datetime) else None
-
-    def keys(self, prefix: str = "grid/") -> Iterator[str]:
-        base = self.path(prefix).rstrip("/")
-        try:
-            with self._errors("list", prefix):
-                found = self.fs.find(base)
-        except FileNotFoundError:
-            return
-        strip = len(self.container) + 1
-        for path in found:
-            yield self.fs._strip_protocol(path)[strip:]
-
-    # -- removing -------------------------------------------------------------------------
-
-    def delete(self, key: str) -> bool:
-        try:
-            with self._errors("delete", key):
-                self.fs.rm_file(self.path(key))
-        except FileNotFoundError:
-            return False
-        return True
 
     # -- presigning -----------------------------------------------------------------------
 
@@ -295,16 +190,6 @@ class AzureBlobs(Blobs):
 
     # -- operations -----------------------------------------------------------------------
 
-    def check(self) -> dict[str, Any]:
-        where = {"bucket": self.container, "endpoint": self.endpoint}
-        try:
-            if not self._container_exists():
-                error = self._provider_error("check", None, _ContainerMissing())
-                return {"status": "error", "reason": "bucket_missing", "error": str(error), **where}
-        except ProviderError as exc:
-            return {"status": "error", "reason": getattr(exc, "reason", "error"), "error": str(exc), **where}
-        return {**super().check(), **where}
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             _sync(self.fs, self.fs.service_client.close())
@@ -314,10 +199,6 @@ def _sync(fs: Any, coroutine: Any) -> Any:
     from fsspec.asyn import sync
 
     return sync(fs.loop, lambda: coroutine)
-
-
-class _ContainerMissing(Exception):
-    error_code = "ContainerNotFound"
 
 
 class AzureSasPresigner(HmacPresigner):
