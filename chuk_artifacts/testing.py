@@ -33,13 +33,15 @@ Fixture contract:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import pytest
 
@@ -54,7 +56,19 @@ if TYPE_CHECKING:
     from .models import Row
     from .store import ArtifactStore
 
-__all__ = ["BackendConformance", "Clock", "MakeProvider", "SessionFactory", "SessionProviderConformance"]
+__all__ = [
+    "BackendConformance",
+    "Clock",
+    "MakeProvider",
+    "POSTGRES_ADMIN_URL",
+    "SessionFactory",
+    "SessionProviderConformance",
+    "postgres_database",
+    "unavailable",
+]
+
+#: The PostgreSQL server that ``postgres_database`` makes its databases on.
+POSTGRES_ADMIN_URL = os.environ.get("CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 _SESSION_FIELDS = {"sandbox_id", "session_id", "user_id", "created_at", "last_accessed_at", "expires_at", "ttl", "meta"}
 
@@ -70,6 +84,43 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def unavailable(reason: str, tests: str = "these tests") -> NoReturn:
+    """Skip the test with ``reason`` for a missing service; in CI (``CI`` set) fail instead,
+    saying that CI must run ``tests``, so that CI cannot pass by skipping."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run {tests}, not skip them)")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "chuk_test") -> Iterator[str]:
+    """A private PostgreSQL database on ``CHUK_TEST_POSTGRES_URL`` (default 127.0.0.1:5432,
+    user postgres), dropped afterwards; its SQLAlchemy URL. Without the server or psycopg the
+    test skips (``unavailable``: it fails in CI)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install 'chuk-artifacts[postgres]')", "the PostgreSQL tests")
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        unavailable(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}", "the PostgreSQL tests"
+        )
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 class _KitFixtures:
