@@ -163,11 +163,11 @@ class SQLiteBlobs(Blobs):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            if conn.in_transaction:  # also a failed COMMIT: the connection must not stay in it
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _reader(self) -> Any:
         joined = getattr(self._local, "joined", None)
