@@ -177,3 +177,23 @@ def test_migrations_down_and_up_leave_the_bytes_alone(tmp_path: Path) -> None:
     migrate.upgrade(url)
     assert migrate.current_revision(url) == migrate.head_revision()
     assert [size for _key, size in objects(path)] == [5]
+
+
+def test_the_seeds_environment_opens_one_file_store(tmp_path: Path) -> None:
+    path = tmp_path / "seed" / "artifacts.db"
+    settings = Settings.from_env({"ARTIFACT_PROVIDER": "vfs-sqlite", "ARTIFACT_SQLITE_PATH": str(path)})
+    assert settings.storage_provider == "sqlite"
+    assert settings.resolved_catalog_url() == f"sqlite:///{path.resolve()}" and settings.sqlite_blob_path() == str(
+        path.resolve()
+    )
+
+
+@pytest.mark.parametrize(("durability", "level"), [("process", 1), ("power", 2)])
+def test_power_durability_makes_every_blob_commit_synchronous_full(tmp_path: Path, durability: str, level: int) -> None:
+    with ArtifactStore(storage_provider="sqlite", sqlite_path=str(tmp_path / "a.db"), durability=durability) as store:
+        assert isinstance(store.blobs, SQLiteBlobs)
+        conn = store.blobs._thread_connection()
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == level  # 1 NORMAL, 2 FULL
+        with store.blobs.open_write("grid/default/shared/x") as f:  # a stream's own connection too
+            f.write(b"x")
+            assert f.conn.execute("PRAGMA synchronous").fetchone()[0] == level  # type: ignore[attr-defined]
