@@ -199,14 +199,13 @@ class SQLiteBlobs(Blobs):
     def _object(self, conn: Any, key: str) -> tuple[int, int, int, float] | None:
         """(id, size, chunk size, mtime) of the object at ``key`` (or of the unpublished object
         ``key`` names, as ``keys`` lists it)."""
-        partial = _PARTIAL.search(key)
-        if partial is not None:
+        row = conn.execute("SELECT id, size, chunk_size, mtime FROM blob_objects WHERE key = ?", (key,)).fetchone()
+        partial = _PARTIAL.search(key) if row is None else None
+        if partial is not None:  # (a published key may look like one too: a quarantined temp)
             row = conn.execute(
                 "SELECT id, size, chunk_size, mtime FROM blob_objects WHERE id = ? AND key IS NULL",
                 (int(partial.group(1)),),
             ).fetchone()
-        else:
-            row = conn.execute("SELECT id, size, chunk_size, mtime FROM blob_objects WHERE key = ?", (key,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), int(row[2]), float(row[3]))
 
     # -- writing --------------------------------------------------------------------------

@@ -131,9 +131,13 @@ def test_fsck_reports_an_abandoned_streamed_write_as_a_stale_temp_and_repairs_it
         writing.__enter__().write(b"q" * (2 << 20))  # a writer killed mid-stream
         young = fsck.check(store)
         assert young.ok and young.in_flight == 1
-        old = fsck.check(store, grace=0, repair=True, delete_orphans=True)
-        assert [(p.kind, p.action) for p in old.problems] == [("stale-temp", "deleted")]
-        assert objects(tmp_path / "a.db") == [] and fsck.check(store, grace=0).ok
+        old = fsck.check(store, grace=0, repair=True)
+        [(kind, action)] = [(p.kind, p.action) for p in old.problems]
+        assert kind == "stale-temp" and action.startswith("quarantined to _quarantine/")
+        quarantined = action.removeprefix("quarantined to ")
+        assert store.blobs.get(quarantined) == b"q" * (2 << 20)  # kept whole, under its temp name
+        assert [key for key, _size in objects(tmp_path / "a.db")] == [quarantined]
+        assert fsck.check(store, grace=0).ok
 
 
 def test_the_file_is_the_catalogs_own(tmp_path: Path) -> None:
