@@ -1,6 +1,6 @@
 """The built-in storage backends, registered as a plugin like any other.
 
-``memory`` and ``filesystem`` always; ``s3`` and ``ibm_cos`` when s3fs is installed
+``memory``, ``filesystem`` and ``sqlite`` (the stdlib's sqlite3: no extra) always; ``s3`` and ``ibm_cos`` when s3fs is installed
 (``pip install 'chuk-artifacts[s3]'``), ``azure`` with adlfs (``[azure]``), ``gcs`` with gcsfs
 (``[gcs]``). Without its extra a provider is refused with the exact ``pip install`` command.
 """
@@ -45,6 +45,7 @@ def storage_providers() -> list[str]:
     return [
         "memory",
         "filesystem",
+        "sqlite",
         *(S3_PROVIDERS if _s3_installed() else ()),
         *(["azure"] if _azure_installed() else []),
         *(["gcs"] if _gcs_installed() else []),
@@ -57,6 +58,10 @@ def storage_backend(provider: str, settings: Settings) -> Blobs | None:
         return MemoryBlobs()
     if provider == "filesystem":
         return LocalBlobs(settings.fs_root, fsync_directories=settings.durability == "power")
+    if provider == "sqlite":
+        from .sqlite_blobs import SQLiteBlobs
+
+        return SQLiteBlobs(settings.sqlite_blob_path(), durable=settings.durability == "power")
     if provider in S3_PROVIDERS and _s3_installed():  # else: unknown, with the install hint
         from .s3 import S3Blobs
 

@@ -49,6 +49,9 @@ class Blobs:
     #: The bytes live in this process and die with it: a crash can leave none behind, so
     #: writes need no intents (``writes.Writer``) and nothing here ever blocks on I/O.
     volatile = False
+    #: The SQLite file that holds the bytes, for a backend that keeps them in one (``sqlite``):
+    #: a catalog in that same file writes them inside its own transactions (``joined``).
+    database: str | None = None
 
     def __init__(self, fs: FileSystem, root: str = "") -> None:
         self.fs = fs
@@ -192,6 +195,11 @@ class Blobs:
         return (
             {"status": "ok"} if ok else {"status": "error", "reason": "error", "error": "probe read back wrong bytes"}
         )
+
+    def joined(self, connection: Any) -> contextlib.AbstractContextManager[None]:
+        """Run this thread's operations inside ``connection``'s transaction until the block ends
+        (only a backend with a ``database``, given a connection to that file; else nothing)."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Release clients and connections (nothing for most filesystems)."""

@@ -30,6 +30,7 @@ PROVIDER_ALIASES = {
     "vfs-memory": "memory",
     "vfs-filesystem": "filesystem",
     "vfs-s3": "s3",
+    "vfs-sqlite": "sqlite",
     "vfs-ibm-cos": "ibm_cos",
     "vfs-azure": "azure",
     "azure_blob": "azure",
@@ -276,7 +277,9 @@ class Settings:
         return self.session_ttl_hours * 3600.0
 
     def resolved_catalog_url(self) -> str:
-        """Where the catalog lives: in memory for the memory provider, else a SQLite file."""
+        """Where the catalog lives: in memory for the memory provider, else a SQLite file
+        (``catalog.db`` in ``fs_root`` for filesystem, else ``sqlite_path``: for the ``sqlite``
+        provider the same file as its bytes)."""
         if self.catalog_url:
             return self.catalog_url
         if self.storage_provider == "memory":
@@ -286,6 +289,18 @@ class Settings:
         else:
             path = Path(self.sqlite_path).expanduser().resolve()
         return f"sqlite:///{path}"
+
+    def sqlite_blob_path(self) -> str:
+        """The SQLite file of the ``sqlite`` backend's bytes: the catalog's own file, so that the
+        store is one file (``ARTIFACT_SQLITE_PATH``, or the file ``ARTIFACT_CATALOG_URL`` names);
+        with a catalog elsewhere (PostgreSQL, in memory) the bytes stay at ``ARTIFACT_SQLITE_PATH``."""
+        if self.catalog_url:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.catalog_url)
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                return str(Path(url.database).expanduser().resolve())
+        return str(Path(self.sqlite_path).expanduser().resolve())
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, for stats and diagnostics."""

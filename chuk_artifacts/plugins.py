@@ -39,7 +39,7 @@ ENTRY_POINT_GROUP = "chuk_artifacts"
 
 #: Built-in behaviour is registered exactly like third-party plugins.
 DEFAULT_PLUGINS = (
-    "chuk_artifacts.backends",  # memory and filesystem storage, the HMAC presigner
+    "chuk_artifacts.backends",  # memory, filesystem, sqlite (and cloud) storage, the presigners
     "chuk_artifacts.builtin_sessions",  # the catalog session provider
 )
 

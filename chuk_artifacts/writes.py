@@ -9,6 +9,8 @@ the failure at each step, is explained in ``docs/reliability.md``:
   transaction. A crash before that commit leaves an intent; cleanup deletes its bytes. On a
   *volatile* backend (memory: the bytes die with the process) there is nothing a crash could
   leave behind, so the bytes are written and the row inserted in one transaction, no intent.
+  On a backend whose bytes live in the catalog's own SQLite file (``sqlite``), ``create``
+  writes them *inside* the row's transaction (``joint``): both commit, or neither.
 - **Replaced bytes** (``replace``): the new bytes go to a staging key (with an intent); one
   transaction points the row at them (``pending_key``, with their size and sha256) and removes
   the intent; then they are moved over the artifact's key and ``pending_key`` is cleared.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
@@ -120,6 +123,25 @@ class Writer:
         self.catalog = catalog
         self.blobs = blobs
         self.events = events
+        #: The bytes live in the catalog's own SQLite file: ``create`` writes them in the row's
+        #: transaction, and any blob call made inside a catalog transaction must run on its
+        #: connection (``_joined``), since a second connection would wait for that one's lock.
+        self.joint = (
+            blobs.database is not None
+            and catalog.wal
+            and catalog.url.database is not None
+            and os.path.realpath(os.path.expanduser(catalog.url.database)) == blobs.database
+        )
+
+    def _joined(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        """Blob calls inside the catalog transaction of ``conn`` (a ``Tx`` or an SQLAlchemy
+        ``Connection``), on its connection when ``joint``."""
+        if not self.joint:
+            return contextlib.nullcontext()
+        from .catalog import Tx
+
+        dbapi = conn.cursor.connection if isinstance(conn, Tx) else conn.connection.dbapi_connection
+        return self.blobs.joined(dbapi)
 
     @property
     def quotas(self) -> Any:
@@ -130,6 +152,15 @@ class Writer:
     def create(self, rows: list[Row], payloads: list[bytes]) -> None:
         """New artifacts with their bytes (``store``, ``store_batch``): all of them or none."""
         keys = [r["key"] for r in rows]
+        if self.joint:
+
+            def write_bytes(tx: Tx) -> None:
+                with self._joined(tx):
+                    for row, data in zip(rows, payloads):
+                        self.blobs.put(row["key"], data)
+
+            self.commit(rows, intents=False, also=write_bytes)
+            return
         if self.blobs.volatile:
             try:
                 for row, data in zip(rows, payloads):
@@ -286,8 +317,9 @@ class Writer:
             row = self.catalog.get_artifact(conn, artifact_id, for_update=True)
             if row is None or row["pending_key"] != staged:
                 return  # deleted, or superseded by a later update (which removes ``staged``)
-            if self.blobs.size(staged) is not None:
-                self.blobs.move(staged, row["key"])
+            with self._joined(conn):
+                if self.blobs.size(staged) is not None:
+                    self.blobs.move(staged, row["key"])
             # else: moved by an earlier attempt that died before clearing pending_key
             self.catalog.clear_pending(conn, row["row_id"], staged)
 

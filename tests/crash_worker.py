@@ -46,8 +46,32 @@ def crash_before(obj: object, name: str) -> None:
     setattr(obj, name, wrapper)
 
 
-def open_store(root: str) -> ArtifactStore:
-    return ArtifactStore(storage_provider="filesystem", fs_root=root)
+def crash_after(obj: object, name: str) -> None:
+    """Kill this process when ``obj.name`` next returns."""
+    original = getattr(obj, name)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)
+        die()
+
+    setattr(obj, name, wrapper)
+
+
+def crash_before_commit(store: ArtifactStore) -> None:
+    """Kill ``store``/``store_batch`` with the bytes written and the row not committed: before
+    the commit claims the intents, or (bytes in the catalog's own transaction, ``joint``) once
+    the bytes are written inside that transaction."""
+    if store.writer.joint:
+        crash_after(store.blobs, "put")
+    else:
+        crash_before(store.catalog, "claim_intents")
+
+
+def open_store(root: str, provider: str = "filesystem") -> ArtifactStore:
+    """The store under ``root``: files and a catalog file, or (``sqlite``) one SQLite file."""
+    if provider == "sqlite":
+        return ArtifactStore(storage_provider="sqlite", sqlite_path=f"{root}/artifacts.db")
+    return ArtifactStore(storage_provider=provider, fs_root=root)
 
 
 def existing(store: ArtifactStore) -> list[str]:
@@ -157,10 +181,10 @@ def crash_point(store: ArtifactStore, name: str) -> None:
     ids = existing(store)
     target = ids[0]
     if name == "store-before-commit":  # bytes written, row not inserted
-        crash_before(store.catalog, "claim_intents")
+        crash_before_commit(store)
         do_store(store, rng)
     elif name == "batch-before-commit":
-        crash_before(store.catalog, "claim_intents")
+        crash_before_commit(store)
         do_batch(store, rng)
     elif name == "stream-midway":  # a temp file half written
         do_stream(store, rng, crash_after=5)
@@ -200,8 +224,8 @@ def crash_point(store: ArtifactStore, name: str) -> None:
 
 
 def main() -> None:
-    root, mode, arg = sys.argv[1:4]
-    store = open_store(root)
+    root, mode, arg, provider = sys.argv[1:5]
+    store = open_store(root, provider)
     say("ready")
     if mode == "random":
         random_ops(store, int(arg))

@@ -56,12 +56,13 @@ OPS = {
 }
 
 
-@pytest.fixture
-def fs_store(make_store) -> ArtifactStore:
-    """The filesystem backend: files under a root and a SQLite *file* catalog (WAL) beside them."""
-    store = make_store("filesystem")
+@pytest.fixture(params=["filesystem", "sqlite"])
+def fs_store(make_store, request) -> ArtifactStore:
+    """A SQLite *file* catalog (WAL): beside files under a root (``filesystem``), or holding the
+    bytes too (``sqlite``: every writer of bytes and rows contends for one file's lock)."""
+    store = make_store(request.param)
     assert store.catalog.is_sqlite and not store.catalog.in_memory
-    assert store.catalog.url.database.endswith("catalog.db")
+    assert store.catalog.url.database.endswith("catalog.db" if request.param == "filesystem" else "artifacts.db")
     return store
 
 

@@ -13,6 +13,7 @@ from chuk_artifacts import ArtifactStore
 from chuk_artifacts.blobs import LocalBlobs, MemoryBlobs
 from chuk_artifacts.catalog import Catalog
 from chuk_artifacts.sessions import CatalogSessions
+from chuk_artifacts.sqlite_blobs import SQLiteBlobs
 from chuk_artifacts.testing import BackendConformance, SessionProviderConformance
 
 
@@ -36,6 +37,25 @@ class TestFilesystemStore(BackendConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[ArtifactStore]:
         with ArtifactStore(storage_provider="filesystem", fs_root=str(tmp_path / "fs")) as store:
+            yield store
+
+
+class TestSQLiteBlobs(BackendConformance):
+    """The sqlite backend on a file of its own (with an in-memory catalog: no joint transactions)."""
+
+    @pytest.fixture
+    def blobs(self, tmp_path: Path) -> Iterator[SQLiteBlobs]:
+        blobs = SQLiteBlobs(tmp_path / "bytes.db", chunk_size=4096)  # small chunks: many per object
+        yield blobs
+        blobs.close()
+
+
+class TestSQLiteStore(BackendConformance):
+    """The kit through a store built the ordinary way: bytes and catalog in one file."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[ArtifactStore]:
+        with ArtifactStore(storage_provider="sqlite", sqlite_path=str(tmp_path / "store.db")) as store:
             yield store
 
 

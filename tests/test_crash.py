@@ -20,7 +20,7 @@ import pytest
 from chuk_artifacts import ArtifactStore, fsck
 from chuk_artifacts.schema import artifacts, blob_intents
 
-from crash_worker import USER, sha  # type: ignore[import-not-found]
+from crash_worker import USER, open_store, sha  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -97,13 +97,13 @@ class Journal:
                 self.may_be_gone.add(aid)
 
 
-def run_worker(root: Path, mode: str, arg: str, *, kill_after: float | None = None) -> list[str]:
+def run_worker(root: Path, provider: str, mode: str, arg: str, *, kill_after: float | None = None) -> list[str]:
     # stderr goes to a file, and stdout is read through one file object only: communicate()
     # after readline() would read the pipe past what readline() had already buffered, and lose
     # or cut journal lines.
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
-            [sys.executable, str(WORKER), str(root), mode, arg],
+            [sys.executable, str(WORKER), str(root), mode, arg, provider],
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
@@ -129,10 +129,6 @@ def run_worker(root: Path, mode: str, arg: str, *, kill_after: float | None = No
     return out.splitlines()
 
 
-def open_store(root: Path) -> ArtifactStore:
-    return ArtifactStore(storage_provider="filesystem", fs_root=str(root))
-
-
 def all_rows(store: ArtifactStore) -> list[dict]:
     with store.catalog.read() as conn:
         return [dict(r._mapping) for r in conn.execute(artifacts.select())]
@@ -152,25 +148,31 @@ def check_reads(store: ArtifactStore, journal: Journal) -> None:
             assert aid in journal.may_be_gone, f"{aid}: a committed artifact disappeared"
 
 
+@pytest.fixture(params=["filesystem", "sqlite"])
+def provider(request: pytest.FixtureRequest) -> str:
+    """The byte backends the trials kill writers of: files, and bytes in the catalog's file."""
+    return str(request.param)
+
+
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(tmp_path: Path, provider: str) -> Path:
     root = tmp_path / "store"
-    with open_store(root) as store:  # a few committed artifacts before any crash
+    with open_store(str(root), provider) as store:  # a few committed artifacts before any crash
         for n in range(4):
             store.store(bytes([n]) * 5000, mime="text/plain", scope="user", user_id=USER, ttl=None)
     return root
 
 
-def test_writers_killed_anywhere_lose_nothing_and_cleanup_repairs_all(root: Path, monkeypatch) -> None:
+def test_writers_killed_anywhere_lose_nothing_and_cleanup_repairs_all(root: Path, provider: str, monkeypatch) -> None:
     journal = Journal()
-    with open_store(root) as store:
+    with open_store(str(root), provider) as store:
         for row in all_rows(store):
             journal.allowed[row["artifact_id"]] = {row["sha256"]}
 
     leftovers = set()
     for point in POINTS:
-        journal.read(run_worker(root, "point", point))
-        with open_store(root) as store:
+        journal.read(run_worker(root, provider, "point", point))
+        with open_store(str(root), provider) as store:
             check_reads(store, journal)
             with store.catalog.read() as conn:
                 if conn.execute(blob_intents.select()).first() is not None:
@@ -184,14 +186,14 @@ def test_writers_killed_anywhere_lose_nothing_and_cleanup_repairs_all(root: Path
 
     rng = random.Random(1234)
     for n in range(RANDOM_ROUNDS):
-        journal.read(run_worker(root, "random", str(n), kill_after=rng.uniform(0.3, 1.5)))
-        with open_store(root) as store:
+        journal.read(run_worker(root, provider, "random", str(n), kill_after=rng.uniform(0.3, 1.5)))
+        with open_store(str(root), provider) as store:
             check_reads(store, journal)
 
     # Later (past the upload window and the tombstone grace), one cleanup finishes everything.
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 3 * 86400)
-    with open_store(root) as store:
+    with open_store(str(root), provider) as store:
         before = fsck.check(store, verify=True)
         store.cleanup_expired_sessions()
         after = fsck.check(store, verify=True)

@@ -350,8 +350,9 @@ def test_progress_reports_rows_then_blobs(store: ArtifactStore) -> None:
 # -- while the store is in use --------------------------------------------------------------------------
 
 
-def test_fsck_while_the_store_is_in_use_reports_no_damage_and_repairs_nothing(fs_store: ArtifactStore) -> None:
-    store = fs_store
+@pytest.mark.parametrize("provider", ["filesystem", "sqlite"])
+def test_fsck_while_the_store_is_in_use_reports_no_damage_and_repairs_nothing(make_store: Any, provider: str) -> None:
+    store = make_store(provider)
     stable = [sandbox_artifact(store, b"stable %d" % i) for i in range(20)]
     errors: list[BaseException] = []
     stop = threading.Event()

@@ -1,4 +1,5 @@
-"""Presigned URLs over real HTTP: the WSGI gateway on the memory and filesystem backends.
+"""Presigned URLs over real HTTP: the WSGI gateway on every backend of ``BACKENDS``
+whose URLs are gateway URLs (memory, filesystem, sqlite …; S3's native URLs skip here).
 
 Downloads (headers, ETag, Range, HEAD), refusal of tampered / expired / re-targeted URLs,
 presigned uploads (register and auto-register), secrets that survive a restart, header safety.

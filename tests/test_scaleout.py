@@ -1,4 +1,5 @@
-"""Many processes on one store: a shared catalog (PostgreSQL or a SQLite file) and one root.
+"""Many processes on one store: a shared catalog (PostgreSQL or a SQLite file) and one root, or
+(``sqlite``) one SQLite file holding the catalog and the bytes.
 
 Afterwards the catalog and the bytes agree exactly, no metadata merge is lost, and concurrent
 cleanups remove every expired artifact exactly once.
@@ -19,9 +20,9 @@ import pytest
 from chuk_artifacts import ArtifactStore
 
 ROOT = Path(__file__).resolve().parents[1]
-CATALOGS = ["filesystem", "postgres"]
+CATALOGS = ["filesystem", "sqlite", "postgres"]
 #: Operations per worker: the full 500 on PostgreSQL (the scale-out catalog), fewer on SQLite.
-OPS = {"filesystem": 200, "postgres": 500}
+OPS = {"filesystem": 200, "sqlite": 200, "postgres": 500}
 
 WORKER = textwrap.dedent(
     """
@@ -77,8 +78,9 @@ def shared(request, make_store, tmp_path):
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "ARTIFACT_PROVIDER": "filesystem",
+        "ARTIFACT_PROVIDER": store.storage_provider,
         "ARTIFACT_FS_ROOT": store.settings.fs_root,
+        "ARTIFACT_SQLITE_PATH": store.settings.sqlite_path,
         "ARTIFACT_CATALOG_URL": store.catalog.safe_url if store.settings.catalog_url else "",
     }
     if not store.settings.catalog_url:

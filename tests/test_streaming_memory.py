@@ -1,4 +1,4 @@
-"""Streaming keeps memory bounded: 256 MiB up and down on the filesystem backend, peak RSS growth
+"""Streaming keeps memory bounded: 256 MiB up and down on the filesystem and sqlite backends, peak RSS growth
 under 64 MiB (the published package grew by ~2x the object size). Each run is a fresh subprocess
 so the peak (``ru_maxrss``) belongs to this measurement alone."""
 
@@ -29,7 +29,7 @@ TOTAL = int(sys.argv[2])
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-store = ArtifactStore(storage_provider="filesystem", fs_root=sys.argv[1])
+store = ArtifactStore(storage_provider=sys.argv[3], fs_root=sys.argv[1], sqlite_path=sys.argv[1] + "/artifacts.db")
 sent = hashlib.sha256()
 
 def source():
@@ -93,12 +93,12 @@ store.close()
 )
 
 
-def _peak_growth_mib(script: str, tmp_path: Path) -> float:
+def _peak_growth_mib(script: str, tmp_path: Path, provider: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for var in [v for v in env if v.startswith("ARTIFACT_")]:
         del env[var]
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "artifacts"), str(TOTAL_MIB)],
+        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "artifacts"), str(TOTAL_MIB), provider],
         env=env,
         capture_output=True,
         text=True,
@@ -108,15 +108,20 @@ def _peak_growth_mib(script: str, tmp_path: Path) -> float:
     assert result.returncode == 0, result.stderr
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("GROWTH_KIB")][-1]
     growth = int(line.split()[1]) / 1024
-    print(f"peak RSS growth streaming {TOTAL_MIB} MiB up and down: {growth:.1f} MiB")
+    print(f"peak RSS growth streaming {TOTAL_MIB} MiB up and down on {provider}: {growth:.1f} MiB")
     return growth
 
 
-@pytest.mark.slow
-def test_streaming_256_mib_keeps_peak_rss_growth_under_64_mib(tmp_path):
-    assert _peak_growth_mib(_SYNC, tmp_path) < LIMIT_MIB
+PROVIDERS = pytest.mark.parametrize("provider", ["filesystem", "sqlite"])
 
 
 @pytest.mark.slow
-def test_async_streaming_256_mib_keeps_peak_rss_growth_under_64_mib(tmp_path):
-    assert _peak_growth_mib(_ASYNC, tmp_path) < LIMIT_MIB
+@PROVIDERS
+def test_streaming_256_mib_keeps_peak_rss_growth_under_64_mib(tmp_path, provider):
+    assert _peak_growth_mib(_SYNC, tmp_path, provider) < LIMIT_MIB
+
+
+@pytest.mark.slow
+@PROVIDERS
+def test_async_streaming_256_mib_keeps_peak_rss_growth_under_64_mib(tmp_path, provider):
+    assert _peak_growth_mib(_ASYNC, tmp_path, provider) < LIMIT_MIB

@@ -40,7 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # (``sessions``: the catalog session provider)
     "plugins": ("plugins", "hookspecs", "backends", "builtin_sessions", "interfaces", "sessions"),
     # backends and data: rows (SQL) and bytes (fsspec, S3)
-    "backends": ("catalog", "schema", "blobs", "object_store", "s3", "azure_blob", "gcs", "migrate"),
+    "backends": ("catalog", "schema", "blobs", "object_store", "s3", "azure_blob", "gcs", "sqlite_blobs", "migrate"),
     # the base every layer may use
     "base": ("grid", "models", "errors", "exceptions", "config", "signing"),
 }
