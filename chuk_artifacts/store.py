@@ -374,7 +374,8 @@ class ArtifactStore(
             return True
         row = self.policy.accessible(artifact_id, user_id, session_id, write=True)
         caller = self.policy.caller(user_id, session_id)
-        committed = self.writer.replace(row, payload, self._checker(artifact_id, caller), change)
+        # the row as it will be (a new mime or filename decides how the new bytes are indexed)
+        committed = self.writer.replace({**row, **fields}, payload, self._checker(artifact_id, caller), change)
         self.events.artifacts("artifact_updated", [committed], caller)
         return True
 
