@@ -669,6 +669,10 @@ class AsyncArtifactStore:
         """Remove expired artifacts and expired sessions with their artifacts (see the sync store)."""
         return await self._run(SyncArtifactStore.cleanup_expired_sessions, dry_run=dry_run, progress=progress)
 
+    async def reindex(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the full-text index of this sandbox's artifacts (see the sync store)."""
+        return await self._run(SyncArtifactStore.reindex, progress=progress)
+
     async def validate_configuration(self) -> dict[str, Any]:
         """Check the catalog, the storage backend and the session provider for real."""
         return await self._run(SyncArtifactStore.validate_configuration)

@@ -168,6 +168,26 @@ class Writer:
     def texts_of(self, rows: list[Row]) -> list[str]:
         return [self.text_of(row) for row in rows]
 
+    def reindex(self, rows: list[Row]) -> int:
+        """Write the full-text entries of ``rows`` anew (``chuk-admin reindex``): names, summary,
+        meta and the text of their bytes. A row changed or deleted since it was read is left
+        alone (whatever changed it indexed it); one whose bytes are missing gets no content.
+        How many were written."""
+        texts: list[str] = []
+        for row in rows:
+            try:
+                texts.append(self.text_of(row))
+            except FileNotFoundError:
+                texts.append("")
+        done = 0
+        with self.catalog.tx() as tx:
+            for row, text in zip(rows, texts):
+                current = self.catalog.get_artifact(tx, row["artifact_id"], for_update=True)
+                if current is not None and current["version"] == row["version"]:
+                    self.catalog.set_text(tx, current, text)
+                    done += 1
+        return done
+
     # -- new bytes ------------------------------------------------------------------------------
 
     def create(self, rows: list[Row], payloads: list[bytes]) -> None:
