@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from . import grid
 from .core import StoreCore
-from .errors import ArtifactStoreError
+from .errors import ArtifactStoreError, InvalidArgumentError
 from .events import reports_denials
 from .models import CleanupResult
 
@@ -33,6 +33,8 @@ class MaintenanceMethods(StoreCore):
         indexed.
         """
         self.policy.caller(None, None)  # an application (admin) task: strict mode needs as_admin()
+        if progress is not None and not callable(progress):
+            raise InvalidArgumentError("progress must be a callable or None")
         if not self.catalog.text_index:
             raise ArtifactStoreError(f"a {self.catalog.dialect} catalog has no full-text index")
         done, last = 0, -1

@@ -163,7 +163,10 @@ class Writer:
             return ""
         if not isinstance(text, str):
             return ""
-        return text[:cap].replace("\x00", " ")
+        # At most ``cap`` bytes of UTF-8 (a character cut at the end dropped): what bounds the
+        # index's copy and PostgreSQL's tsvector, whatever script the text is in.
+        text = text[:cap].encode("utf-8", errors="replace")[:cap].decode("utf-8", errors="ignore")
+        return text.replace("\x00", " ")
 
     def texts_of(self, rows: list[Row]) -> list[str]:
         return [self.text_of(row) for row in rows]

@@ -97,6 +97,15 @@ def test_a_snippet_marks_the_matched_words(store: ArtifactStore) -> None:
     assert hit.snippet is not None and "\u00abnarwhal\u00bb" in hit.snippet
 
 
+def test_the_indexed_text_is_capped_in_utf8_bytes(make_store: Any) -> None:
+    store = make_store("memory", text_index_bytes=16)
+    artifact_id = store.store("\u00e9t\u00e9 ".encode() * 10, mime="text/plain")  # 2-byte characters
+    with store.catalog.read() as conn:
+        (content,) = conn.execute(sql("SELECT content FROM artifact_text")).one()
+    assert len(content.encode()) <= 16 and content.startswith("\u00e9t\u00e9 ")
+    assert found(store, "ete") == [artifact_id]
+
+
 def test_content_is_indexed_up_to_text_index_bytes(make_store: Any) -> None:
     store = make_store("memory", text_index_bytes=32)
     artifact_id = store.store(b"early words " + b"x" * 40 + b" late words", mime="text/plain")
@@ -131,6 +140,13 @@ def test_text_combines_with_every_filter(store: ArtifactStore) -> None:
     assert found(store, "walrus", session_id=sid, **filters) == [kept]
     assert found(store, "walrus", user_id="alice", scope="session", **filters) == [kept]
     assert found(store, "walrus", user_id="alice", scope="user", **filters) == []
+
+
+def test_text_combines_with_many_meta_entries(store: ArtifactStore) -> None:
+    meta = {f"k{i}": i for i in range(10)}  # past the cached statement shapes (8 entries)
+    kept = store.store(b"emu", mime="text/plain", meta=meta)
+    store.store(b"emu", mime="text/plain", meta={**meta, "k9": 0})
+    assert found(store, "emu", meta_filter=meta) == [kept]
 
 
 def test_text_search_never_shows_what_the_caller_may_not_read(store: ArtifactStore) -> None:
@@ -207,6 +223,16 @@ def test_bad_text_is_an_invalid_argument(store: ArtifactStore, text: Any, messag
 def test_query_syntax_is_read_as_words(store: ArtifactStore, text: str) -> None:
     hit = store.store(f"the text is {text} here".encode(), mime="text/plain")
     assert found(store, text) == [hit]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=60))
+def test_any_text_is_words_or_an_invalid_argument(store: ArtifactStore, text: str) -> None:
+    try:
+        hits = store.search(text=text, snippet=True)
+    except InvalidArgumentError:
+        return
+    assert hits == []  # an empty store, and no database error whatever the text
 
 
 def test_snippet_needs_a_text_search(store: ArtifactStore) -> None:
