@@ -272,6 +272,15 @@ def test_update_file_with_a_new_binary_mime_drops_the_text(store: ArtifactStore)
     assert found(store, "words") == []
 
 
+def test_update_file_with_only_a_new_mime_indexes_the_bytes_as_that_type(store: ArtifactStore) -> None:
+    artifact_id = store.store(b"hidden lynx", mime="application/octet-stream")
+    assert found(store, "lynx") == []
+    store.update_file(artifact_id, mime="text/plain")
+    assert found(store, "lynx") == [artifact_id]
+    store.update_file(artifact_id, mime="image/png")
+    assert found(store, "lynx") == []
+
+
 def test_update_metadata_and_move_change_what_is_found(store: ArtifactStore) -> None:
     artifact_id = store.store(b"-", mime="application/octet-stream", summary="first draft", meta={"tag": "blue"})
     store.update_metadata(artifact_id, summary="final version", meta={"tag": "green"})
