@@ -3,7 +3,9 @@ pagination, bad input, and the index following every write path, on SQLite and P
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from chuk_artifacts import (
     SearchHit,
     StreamUploadRequest,
 )
-from chuk_artifacts.errors import AccessDeniedError, ArtifactNotFoundError
+from chuk_artifacts.errors import AccessDeniedError
 
 #: The catalogs under test: in-memory SQLite, a SQLite file, PostgreSQL.
 CATALOGS = ["memory", "filesystem", "postgres"]
@@ -309,7 +311,24 @@ def test_copy_is_found_by_its_own_name_and_the_source_content(store: ArtifactSto
 def test_stream_upload_is_indexed_from_a_bounded_prefix(make_store: Any, catalog: str) -> None:
     store = make_store(catalog, text_index_bytes=1024)
     chunks = [b"streamed marmot ", b"x " * 200_000, b"tail wombat"]  # 400 kB, far past the cap
+    read: list[int] = []
+    real_open = store.blobs.open_read
+
+    def counting_open(key: str) -> Any:
+        f = real_open(key)
+        real_read = f.read
+
+        def read_some(size: int = -1) -> bytes:
+            data = real_read(size)
+            read.append(len(data))
+            return data
+
+        f.read = read_some
+        return f
+
+    store.blobs.open_read = counting_open  # type: ignore[method-assign]
     artifact_id = store.stream_upload(StreamUploadRequest(data_stream=iter(chunks), mime="text/plain"))
+    assert 0 < sum(read) <= 1024  # the prefix only, never the whole 400 kB
     assert found(store, "marmot") == [artifact_id]
     assert found(store, "wombat") == []
 
@@ -408,27 +427,24 @@ artifacts_strategy = st.lists(
 @PROPERTY
 @given(artifacts=artifacts_strategy, caller=st.sampled_from(["alice", "bob"]), word=st.sampled_from(WORDS))
 def test_text_search_never_returns_an_artifact_the_caller_may_not_read(
-    artifacts: list[tuple[str | None, str, list[str]]], caller: str, word: str
+    store: ArtifactStore, artifacts: list[tuple[str | None, str, list[str]]], caller: str, word: str
 ) -> None:
-    with ArtifactStore() as store:
-        for owner, scope, words in artifacts:
-            if scope == "user" and owner is None:
-                scope = "session"
-            owner_kw = {"user_id": owner} if owner and scope != "sandbox" else {}  # the admin's
-            store.store(" ".join(words).encode(), mime="text/plain", scope=scope, **owner_kw)
-        for scope in (None, "session", "user", "sandbox"):
-            for hit in store.search(text=word, user_id=caller, scope=scope, limit=1000):
-                store.metadata(hit.artifact_id, user_id=caller)  # raises if the caller may not read it
-                assert word in store.read_file(hit.artifact_id, user_id=caller).decode().split()
-        readable_with_word = set()
-        for listed in store.search(limit=1000):
-            try:
-                store.metadata(listed.artifact_id, user_id=caller)
-            except (AccessDeniedError, ArtifactNotFoundError):
-                continue
-            if word in store.read_file(listed.artifact_id).decode().split() and listed.owner_id == caller:
-                readable_with_word.add(listed.artifact_id)
-        assert {h.artifact_id for h in store.search(text=word, user_id=caller, limit=1000)} == readable_with_word
+    example = {"example": uuid.uuid4().hex}  # this example's artifacts, in a store shared by all
+    stored: dict[str, str] = {}
+    for owner, scope, words in artifacts:
+        if scope == "user" and owner is None:
+            scope = "session"
+        owner_kw = {"user_id": owner} if owner and scope != "sandbox" else {}  # the admin's
+        text = " ".join(words)
+        stored[store.store(text.encode(), mime="text/plain", scope=scope, meta=example, **owner_kw)] = text
+    for scope in (None, "session", "user", "sandbox"):
+        for hit in store.search(text=word, user_id=caller, scope=scope, meta_filter=example, limit=1000):
+            store.metadata(hit.artifact_id, user_id=caller)  # raises if the caller may not read it
+            assert word in stored[hit.artifact_id].split()
+    # and nothing readable is missed: the caller's own artifacts that hold the word
+    mine = {m.artifact_id for m in store.search(user_id=caller, meta_filter=example, limit=1000)}
+    expected = {aid for aid in mine if word in stored[aid].split()}
+    assert {h.artifact_id for h in store.search(text=word, user_id=caller, meta_filter=example)} == expected
 
 
 @PROPERTY
@@ -436,12 +452,28 @@ def test_text_search_never_returns_an_artifact_the_caller_may_not_read(
     old=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
     new=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
 )
-def test_an_updated_artifact_is_found_by_its_new_words_and_not_its_old(old: list[str], new: list[str]) -> None:
-    with ArtifactStore() as store:
-        by_bytes = store.store(" ".join(old).encode(), mime="text/plain")
-        by_summary = store.store(b"-", mime="application/octet-stream", summary=" ".join(old))
-        store.update_file(by_bytes, data=" ".join(new).encode())
-        store.update_metadata(by_summary, summary=" ".join(new))
-        for word in WORDS:
-            expected = {by_bytes, by_summary} if word in new else set()
-            assert set(found(store, word)) == expected, word
+def test_an_updated_artifact_is_found_by_its_new_words_and_not_its_old(
+    store: ArtifactStore, old: list[str], new: list[str]
+) -> None:
+    example = {"example": uuid.uuid4().hex}
+    by_bytes = store.store(" ".join(old).encode(), mime="text/plain", meta=example)
+    by_summary = store.store(b"-", mime="application/octet-stream", summary=" ".join(old), meta=example)
+    store.update_file(by_bytes, data=" ".join(new).encode())
+    store.update_metadata(by_summary, summary=" ".join(new))
+    for word in WORDS:
+        expected = {by_bytes, by_summary} if word in new else set()
+        assert set(found(store, word, meta_filter=example)) == expected, word
+
+
+def test_the_async_facade_searches_text() -> None:
+    from chuk_artifacts import AsyncArtifactStore
+
+    async def scenario() -> None:
+        async with AsyncArtifactStore() as store:
+            artifact_id = await store.store(b"async puma", mime="text/plain")
+            hits = await store.search(text="puma", snippet=True)
+            assert [h.artifact_id for h in hits] == [artifact_id]
+            assert "\u00abpuma\u00bb" in (hits[0].snippet or "")
+            assert await store.reindex() == 1
+
+    asyncio.run(scenario())
