@@ -269,6 +269,9 @@ shares = cast(Table, ShareRow.__table__)
 # - PostgreSQL: a table of the words (folded, ``fulltext.normalized_words``), a generated
 #   ``tsvector`` weighting name > summary > meta > content, a GIN index on it, and a foreign
 #   key to ``artifacts`` with ``ON DELETE CASCADE``.
+#
+# A later revision that rebuilds ``artifacts`` on SQLite (alembic's batch mode copies it to a new
+# table) drops the trigger with the old table: it must create ``artifact_text_delete`` again.
 
 #: The full-text index's table, and every table the database keeps for it (SQLite's FTS5
 #: shadow tables).
