@@ -55,6 +55,17 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": _status(worst[1]["median"] <= SEARCH_GROWTH_MAX),
             }
         )
+        text = {q: g for q, g in tenant.items() if q.startswith("text_")}
+        if text:
+            worst = max(text.items(), key=lambda kv: kv[1]["median"])
+            targets.append(
+                {
+                    "target": f"full-text search for a selective term at {sizes[-1]:,} within "
+                    f"{SEARCH_GROWTH_MAX:g}x of {sizes[0]:,} ({backend})",
+                    "measured": f"worst median growth {worst[1]['median']:.2f}x ({worst[0]})",
+                    "status": _status(worst[1]["median"] <= SEARCH_GROWTH_MAX),
+                }
+            )
 
     fs_ops = (results.get("ops") or {}).get("filesystem", {}).get("1KiB")
     if fs_ops:

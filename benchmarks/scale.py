@@ -2,8 +2,10 @@
 
 One store per size, filled with ``store_batch``: sessions of 100 artifacts, each session its own
 user (so a bigger catalog has more tenants, as a real one does), four MIME types, five
-directories, ten ``kind`` values and a unique ``serial`` in meta. Every tenth session belongs to
-one ``heavy`` user instead, whose own data grows with the catalog (10% of it).
+directories, ten ``kind`` values and a unique ``serial`` in meta, and a summary with a word of
+its session's own (``w000123``: a selective term of full-text search, 100 matches at every size).
+Every tenth session belongs to one ``heavy`` user instead, whose own data grows with the catalog
+(10% of it).
 
 Queries run round-robin over the sizes, so every size sees the same machine load. Each asks for
 a first page of ``PAGE`` rows, and the data is laid out so that the page is full at every size
@@ -33,7 +35,7 @@ def _fill(store: Any, total: int, log: Callable[[str], None]) -> dict[str, Any]:
     """``total`` artifacts in sessions of ``SESSION_SIZE``; returns the fill's figures."""
     if hasattr(store.blobs, "fsync"):
         store.blobs.fsync = False  # bulk load only: the queries never read these bytes
-    sessions: list[tuple[str, str]] = []  # of the tenants (not the heavy user)
+    sessions: list[tuple[str, str, str]] = []  # (session, user, its word) of the tenants (not the heavy user)
     t = now()
     serial = 0
     index = 0
@@ -41,8 +43,9 @@ def _fill(store: Any, total: int, log: Callable[[str], None]) -> dict[str, Any]:
         user = HEAVY if index % 10 == 0 else f"user{index}"
         index += 1
         sid = store.create_session(user_id=user)
+        word = f"w{index:06d}"
         if user != HEAVY:
-            sessions.append((sid, user))
+            sessions.append((sid, user, word))
         items = []
         for _ in range(min(SESSION_SIZE, total - serial)):
             items.append(
@@ -51,6 +54,7 @@ def _fill(store: Any, total: int, log: Callable[[str], None]) -> dict[str, Any]:
                     "mime": MIMES[serial % len(MIMES)],
                     "filename": f"dir{serial % DIRS}/file-{serial:07d}.txt",
                     "meta": {"kind": f"k{serial % 10}", "serial": serial},
+                    "summary": f"batch {word} item",
                 }
             )
             serial += 1
@@ -84,6 +88,13 @@ QUERIES: dict[str, Query] = {
     "search_meta_common": lambda s, f, r: s.search(meta_filter={"kind": f"k{r.randrange(10)}"}, limit=PAGE),
     "search_meta_unique": lambda s, f, r: s.search(meta_filter={"serial": r.randrange(f["artifacts"])}, limit=PAGE),
     "search_no_match": lambda s, f, r: s.search(mime_prefix="video/", limit=PAGE),
+    # Full-text search for a selective term (its matches do not grow with the catalog): a session's
+    # word, by its tenant and by the application; one filename's serial; a word found nowhere.
+    "text_search_user": lambda s, f, r: s.search(user_id=(t := r.choice(f["sessions"]))[1], text=t[2], limit=PAGE),
+    "text_search_selective": lambda s, f, r: s.search(text=r.choice(f["sessions"])[2], limit=PAGE),
+    "text_search_snippet": lambda s, f, r: s.search(text=r.choice(f["sessions"])[2], snippet=True, limit=PAGE),
+    "text_search_unique": lambda s, f, r: s.search(text=f"{r.randrange(f['artifacts']):07d}", limit=PAGE),
+    "text_search_no_match": lambda s, f, r: s.search(text="nowhere", limit=PAGE),
     # One user owning 10% of the catalog: a first page is still cheap where matches are dense;
     # where none match, the user's own rows are walked (other users' never are).
     "heavy_search_user": lambda s, f, r: s.search(user_id=HEAVY, limit=PAGE),

@@ -409,8 +409,11 @@ class AsyncArtifactStore:
         filename_prefix: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        text: str | None = None,
+        snippet: bool = False,
     ) -> ArtifactList:
-        """Live artifacts the caller may read that match every filter, oldest first, paginated."""
+        """Live artifacts the caller may read that match every filter, oldest first, paginated;
+        with ``text``, a full-text search, best first."""
         return await self._run(
             SyncArtifactStore.search,
             user_id=user_id,
@@ -421,6 +424,8 @@ class AsyncArtifactStore:
             filename_prefix=filename_prefix,
             limit=limit,
             cursor=cursor,
+            text=text,
+            snippet=snippet,
         )
 
     # -- sessions -------------------------------------------------------------------------
@@ -663,6 +668,10 @@ class AsyncArtifactStore:
     ) -> CleanupResult:
         """Remove expired artifacts and expired sessions with their artifacts (see the sync store)."""
         return await self._run(SyncArtifactStore.cleanup_expired_sessions, dry_run=dry_run, progress=progress)
+
+    async def reindex(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the full-text index of this sandbox's artifacts (see the sync store)."""
+        return await self._run(SyncArtifactStore.reindex, progress=progress)
 
     async def validate_configuration(self) -> dict[str, Any]:
         """Check the catalog, the storage backend and the session provider for real."""

@@ -17,8 +17,10 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import (
     JSON,
+    Float,
     and_,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
@@ -36,10 +38,14 @@ from sqlalchemy.pool import StaticPool
 
 from . import schema
 from .errors import CatalogVersionError, InvalidArgumentError, ProviderError, QuotaExceededError
+from .fulltext import meta_text, normalized_words
 from .models import Row
 from .schema import (
     SCHEMA_REVISION,
+    TEXT_INDEX_DDL,
     artifact_meta,
+    artifact_text_postgresql,
+    artifact_text_sqlite,
     artifacts,
     blob_intents,
     catalog_info,
@@ -208,6 +214,20 @@ def _artifact_update(names: frozenset[str]) -> Any:
     return stmt
 
 
+#: What the full-text index holds of an artifact row: its ``filename``, ``summary`` and ``meta``.
+_TEXT_SOURCES = frozenset({"filename", "summary", "meta"})
+_UPDATE_TEXT: dict[tuple[str, frozenset[str]], Any] = {}
+
+
+def _text_update(dialect: str, names: frozenset[str]) -> Any:
+    stmt = _UPDATE_TEXT.get((dialect, names))
+    if stmt is None:
+        t = artifact_text_sqlite if dialect == "sqlite" else artifact_text_postgresql
+        stmt = update(t).where(t.c.row_id == bindparam("t_row_id")).values({n: bindparam(f"t_{n}") for n in names})
+        _UPDATE_TEXT[(dialect, names)] = stmt
+    return stmt
+
+
 def _session_update(names: frozenset[str]) -> Any:
     stmt = _UPDATE_SESSION.get(names)
     if stmt is None:
@@ -280,6 +300,8 @@ class _SearchShape(NamedTuple):
     by_filename: bool
     cursor: bool
     walk: bool
+    text: str = ""  # the dialect of a text search (its statement differs by database); "": none
+    snippet: bool = False
 
 
 #: Search statements by shape, built on first use. Shapes with more meta entries than this are
@@ -295,6 +317,40 @@ def _search_statement(shape: _SearchShape) -> Any:
         if shape.meta <= _MAX_CACHED_META:
             _SEARCHES[shape] = stmt
     return stmt
+
+
+#: Column weights of the ranking: a word in the filename counts most, then the summary, the
+#: meta values, the content.
+_TEXT_WEIGHTS = (8.0, 4.0, 2.0, 1.0)
+SNIPPET_START, SNIPPET_END = "\u00ab", "\u00bb"  # « and »: plain text, never markup
+_PG_CONFIG: Any = literal_column("'simple'::regconfig")
+
+
+def _text_search(shape: _SearchShape) -> tuple[Any, Any, list[Any], list[Any]]:
+    """For a text search: the FROM clause (the index joined to ``artifacts``), the rank (lower
+    is better on both databases), the match condition, and the extra result columns."""
+    a = artifacts
+    if shape.text == "sqlite":
+        t = artifact_text_sqlite
+        weights = ", ".join(str(w) for w in _TEXT_WEIGHTS)
+        rank: Any = literal_column(f"bm25(artifact_text, {weights})", Float)
+        match = literal_column("artifact_text").op("MATCH")(bindparam("f_text"))
+        extra = [rank.label("rank")]
+        if shape.snippet:
+            snippet = f"snippet(artifact_text, -1, '{SNIPPET_START}', '{SNIPPET_END}', '\u2026', 16)"
+            extra.append(literal_column(snippet).label("snippet"))
+        return t.join(a, a.c.row_id == t.c.row_id), rank, [match], extra
+    t = artifact_text_postgresql
+    query = func.plainto_tsquery(_PG_CONFIG, bindparam("f_text"))
+    weights_array = "{" + ", ".join(str(w / 8.0) for w in reversed(_TEXT_WEIGHTS)) + "}"  # D, C, B, A
+    # float8: a float4 printed as text does not read back as the same number (the cursor).
+    rank = cast(-func.ts_rank(literal_column(f"'{weights_array}'::float4[]"), t.c.document, query), Float(53))
+    extra = [rank.label("rank")]
+    if shape.snippet:
+        body = t.c.name + " " + t.c.summary + " " + t.c.meta + " " + t.c.content
+        options = f"'StartSel={SNIPPET_START}, StopSel={SNIPPET_END}, MaxWords=24, MinWords=8'"
+        extra.append(func.ts_headline(_PG_CONFIG, body, query, literal_column(options)).label("snippet"))
+    return t.join(a, a.c.row_id == t.c.row_id), rank, [t.c.document.op("@@")(query)], extra
 
 
 def _build_search(shape: _SearchShape) -> Any:
@@ -328,6 +384,11 @@ def _build_search(shape: _SearchShape) -> Any:
                 conds.append(target < bindparam(f"f_{name}_high"))
     stmt = select(a)
     row_id = a.c.row_id
+    rank: Any = None
+    if shape.text:  # driven by the full-text index: cost follows the matches
+        source, rank, match, extra = _text_search(shape)
+        stmt = select(a, *extra).select_from(source)
+        conds += match
     if shape.meta:  # drive the query from the meta index: cost follows the matches
         first = artifact_meta.alias("m0")
         stmt = stmt.join(first, first.c.row_id == a.c.row_id)
@@ -354,7 +415,12 @@ def _build_search(shape: _SearchShape) -> Any:
                 )
             )
     order: tuple[Any, ...]
-    if shape.by_filename:  # a directory listing: named artifacts, by name
+    if rank is not None:  # best first; the cursor is the last row's (rank, row_id)
+        order = (rank, a.c.row_id)
+        if shape.cursor:
+            last_rank: Any = bindparam("f_last_rank", type_=Float(53))
+            conds.append(or_(rank > last_rank, and_(rank == last_rank, a.c.row_id > bindparam("f_last_id"))))
+    elif shape.by_filename:  # a directory listing: named artifacts, by name
         conds.append(a.c.filename.is_not(None))
         order = (a.c.filename, a.c.row_id)
         if shape.cursor:
@@ -550,6 +616,16 @@ class Catalog:
         self._shared_cache = _ReadCache()
         self._closed = False
         self.auto_migrate = self.is_sqlite if auto_migrate is None else auto_migrate
+        #: Whether this database has the full-text index (SQLite and PostgreSQL), and its statements.
+        self.text_index = self.dialect in TEXT_INDEX_DDL
+        text_table = artifact_text_sqlite if self.is_sqlite else artifact_text_postgresql
+        self._text_insert = insert(text_table).values(
+            {
+                "row_id": bindparam("t_row_id"),
+                **{name: bindparam(f"t_{name}", value="") for name in ("name", "summary", "meta", "content")},
+            }
+        )
+        self._text_delete = delete(text_table).where(text_table.c.row_id == bindparam("t_row_id"))
         #: ``INSERT … ON CONFLICT DO NOTHING`` of a zero usage row, for this dialect.
         self._ensure_usage_row = self._insert_ignore(quota_usage, ["sandbox_id", "owner_id"]).values(
             {c.name: bindparam(c.name, type_=c.type) for c in quota_usage.c}
@@ -852,6 +928,8 @@ class Catalog:
                 present = _OUR_TABLES & set(inspect(conn).get_table_names())
                 if revision is None and not present:
                     schema.Base.metadata.create_all(conn)
+                    for statement in TEXT_INDEX_DDL.get(self.dialect, ()):
+                        conn.exec_driver_sql(statement)
                     conn.exec_driver_sql(
                         "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"
                     )
@@ -932,16 +1010,23 @@ class Catalog:
             key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
             conn.execute(select(func.pg_advisory_xact_lock(key)))
 
-    def insert_artifact(self, conn: Connection | Tx, values: Row) -> int:
-        """Insert an artifact row (and index its meta); its ``row_id``."""
+    def insert_artifact(self, conn: Connection | Tx, values: Row, *, text: str | None = None) -> int:
+        """Insert an artifact row (and index its meta, and its names and ``text``, the text of
+        its content, for full-text search); its ``row_id``."""
         inserted = _first(conn, _INSERT_ARTIFACT_RETURNING, {**_ARTIFACT_DEFAULTS, **values})
         assert inserted is not None
         row_id = int(inserted["row_id"])
         self._index_meta(conn, row_id, values.get("meta") or {})
+        if self.text_index:
+            merged = {**_ARTIFACT_DEFAULTS, **values}
+            self._index_text(conn, row_id, merged, text or "", insert=True)
         return row_id
 
-    def update_artifact(self, conn: Connection | Tx, row_id: int, version: int, values: Row) -> bool:
-        """Apply ``values`` if the row is still at ``version`` (optimistic locking)."""
+    def update_artifact(
+        self, conn: Connection | Tx, row_id: int, version: int, values: Row, *, text: str | None = None
+    ) -> bool:
+        """Apply ``values`` if the row is still at ``version`` (optimistic locking); ``text``:
+        the new text of its content (new bytes), for the full-text index."""
         stmt = _artifact_update(frozenset(values))
         params = {**values, "w_row_id": row_id, "w_version": version, "w_new_version": version + 1}
         if _rowcount(conn, stmt, params) != 1:
@@ -949,7 +1034,38 @@ class Catalog:
         if "meta" in values:
             _rowcount(conn, _DELETE_META, {"row_id": row_id})
             self._index_meta(conn, row_id, values["meta"] or {})
+        if self.text_index and (text is not None or not _TEXT_SOURCES.isdisjoint(values)):
+            self._index_text(conn, row_id, values, text, insert=False)
         return True
+
+    def _index_text(
+        self, conn: Connection | Tx, row_id: int, values: Row, content: str | None, *, insert: bool
+    ) -> None:
+        """Insert or update the row's entry in the full-text index (only the columns whose
+        source is in ``values``, and ``content`` unless it is ``None``)."""
+        columns: Row = {}
+        if "filename" in values:
+            columns["name"] = values["filename"] or ""
+        if "summary" in values:
+            columns["summary"] = values["summary"] or ""
+        if "meta" in values:
+            columns["meta"] = meta_text(values["meta"])
+        if content is not None:
+            columns["content"] = content
+        if not self.is_sqlite:  # PostgreSQL indexes folded words (``fulltext.normalized_words``)
+            columns = {name: normalized_words(value) for name, value in columns.items()}
+        if insert:
+            _rowcount(conn, self._text_insert, {"t_row_id": row_id, **{f"t_{k}": v for k, v in columns.items()}})
+        elif columns:
+            stmt = _text_update(self.dialect, frozenset(columns))
+            _rowcount(conn, stmt, {"t_row_id": row_id, **{f"t_{k}": v for k, v in columns.items()}})
+
+    def set_text(self, conn: Connection | Tx, row: Row, content: str) -> None:
+        """Write the full-text entry of ``row`` anew (``chuk-admin reindex``)."""
+        if not self.text_index:
+            return
+        _rowcount(conn, self._text_delete, {"t_row_id": row["row_id"]})
+        self._index_text(conn, row["row_id"], row, content, insert=True)
 
     def _index_meta(self, conn: Connection | Tx, row_id: int, meta: dict[str, Any]) -> None:
         if not meta:
@@ -1071,6 +1187,8 @@ class Catalog:
         filename_prefix: str | None = None,
         meta_filter: dict[str, Any] | None = None,
         order_by_filename: bool = False,
+        text: list[str] | None = None,
+        snippet: bool = False,
     ) -> tuple[list[Row], str | None]:
         """One page of live artifacts matching every given filter, in a stable order.
 
@@ -1082,7 +1200,14 @@ class Catalog:
         The statement depends only on which filters are given (its *shape*): one is built per
         shape, kept, and run on the driver like the request path's other statements, with every
         value bound. Shapes with many meta entries are built per call and run through SQLAlchemy.
+
+        ``text``: words (``fulltext.query_words``) that must all be found in the full-text index;
+        the rows then come best first (each with its ``rank``, lower is better, and with
+        ``snippet`` its highlighted ``snippet``), and the cursor continues after the last
+        page's (rank, row_id).
         """
+        if text is not None and not self.text_index:
+            raise InvalidArgumentError(f"full-text search is not available on {self.dialect} catalogs")
         meta_items = list((meta_filter or {}).items())
         mime_bounds = _prefix_bounds(mime_prefix) if mime_prefix else None
         filename_bounds = _prefix_bounds(filename_prefix) if filename_prefix else None
@@ -1103,8 +1228,14 @@ class Catalog:
         for index, (name, value) in enumerate(meta_items):
             params[f"f_meta_name_{index}"] = name
             params[f"f_meta_value_{index}"] = meta_index_value(value)
+        if text is not None:
+            params["f_text"] = (
+                " ".join(f'"{word}"' for word in text) if self.is_sqlite else " ".join(text)
+            )  # quoted: words, never FTS5 syntax; PostgreSQL's plainto_tsquery reads words only
         if cursor:
-            if order_by_filename:
+            if text is not None:
+                params["f_last_rank"], params["f_last_id"] = decode_cursor(cursor, float, int)
+            elif order_by_filename:
                 params["f_last_name"], params["f_last_id"] = decode_cursor(cursor, str, int)
             else:
                 (params["f_last_id"],) = decode_cursor(cursor, int)
@@ -1112,6 +1243,7 @@ class Catalog:
             self.is_sqlite
             and not order_by_filename
             and not meta_items
+            and text is None
             and (owner_id is not None or session_id is not None)
         )
         shape = _SearchShape(
@@ -1131,6 +1263,8 @@ class Catalog:
             by_filename=order_by_filename,
             cursor=bool(cursor),
             walk=walk,
+            text=self.dialect if text is not None else "",
+            snippet=snippet and text is not None,
         )
         stmt = _search_statement(shape)
         if len(meta_items) > _MAX_CACHED_META:
@@ -1143,7 +1277,10 @@ class Catalog:
         if len(result) > limit:
             result = result[:limit]
             last = result[-1]
-            keys = [last["filename"], last["row_id"]] if order_by_filename else [last["row_id"]]
+            if text is not None:
+                keys = [float(last["rank"]), last["row_id"]]
+            else:
+                keys = [last["filename"], last["row_id"]] if order_by_filename else [last["row_id"]]
             next_cursor = encode_cursor(keys)
         return result, next_cursor
 

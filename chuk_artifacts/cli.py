@@ -239,6 +239,37 @@ def cleanup(dry_run: bool, progress: bool | None, as_json: bool) -> None:
 
 
 @cli.command()
+@progress_option
+@json_option
+@catalog_options
+def reindex(progress: bool | None, as_json: bool) -> None:
+    """Rebuild the full-text index: names, summaries, meta values and the text of the content.
+
+    For artifacts stored before the index existed, or after changing ARTIFACT_TEXT_INDEX_BYTES or
+    installing an extract_text plugin. Reads at most that many bytes of each artifact. Safe while
+    the store is in use.
+    """
+    with _open_store() as store:
+        if _show_progress(progress):
+            total = store.get_stats().get("total_artifacts", 0)
+            with _Bars(True) as bars:
+                done = [0]
+
+                def tick(n: int) -> None:
+                    done[0] += n
+                    bars("reindex", min(done[0], total), max(total, done[0]))
+
+                tick(0)
+                count = store.reindex(progress=tick)
+        else:
+            count = store.reindex()
+    if as_json:
+        _echo_json({"reindexed": count})
+        return
+    click.echo(f"reindexed {count} artifact(s)")
+
+
+@cli.command()
 @click.option("--verify", is_flag=True, help="Also hash every object and compare its sha256 (reads everything).")
 @click.option("--repair", is_flag=True, help="Move orphan blobs and stale temp files to _quarantine/<timestamp>/.")
 @click.option(

@@ -460,9 +460,24 @@ def _find(
     prefix: str | None,
     limit: int,
     cursor: str | None,
+    text: str | None = None,
+    snippet: bool = False,
 ) -> ArtifactList:
     if by_session and session and not (scope or mime or meta or prefix):
         return store.list_by_session(session, limit, cursor=cursor, user_id=user)
+    if text is not None:
+        return store.search(
+            user_id=user,
+            session_id=session,
+            scope=scope,
+            mime_prefix=mime,
+            meta_filter=meta,
+            filename_prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            text=text,
+            snippet=snippet,
+        )
     return store.search(
         user_id=user,
         session_id=session,
@@ -485,12 +500,30 @@ def ls(as_json: bool, **filters: Any) -> None:
 
 
 @cli.command()
+@click.argument("words", nargs=-1, metavar="[TEXT]...")
+@click.option("--snippet", is_flag=True, help="With TEXT: show where the words were found.")
 @search_options
 @catalog_options
-def search(as_json: bool, **filters: Any) -> None:
-    """Search live artifacts by user, session, scope, MIME prefix, meta and filename prefix."""
+def search(as_json: bool, words: tuple[str, ...], snippet: bool, **filters: Any) -> None:
+    """Search live artifacts by text, user, session, scope, MIME prefix, meta and filename prefix.
+
+    With TEXT, a full-text search: artifacts whose filename, summary, meta values or text content
+    hold every word, best first.
+    """
+    if snippet and not words:
+        raise click.UsageError("--snippet needs TEXT to search for")
+    text = " ".join(words) if words else None
     with _open_store() as store:
-        _print_listing(_find(store, by_session=False, **filters), as_json)
+        page = _find(store, by_session=False, text=text, snippet=snippet, **filters)
+    if snippet and not as_json:
+        for hit in page:
+            click.echo(f"{hit.artifact_id}  {safe(hit.filename or '')}  {safe(getattr(hit, 'snippet', '') or '')}")
+        if not page:
+            click.echo("no artifacts")
+        if page.next_cursor:
+            click.echo(f"next cursor: {page.next_cursor}")
+        return
+    _print_listing(page, as_json)
 
 
 @cli.command()

@@ -50,6 +50,9 @@ DURABILITY_LEVELS = ("process", "power")
 #: so that no expiry overflows a date or a database column).
 MAX_TTL = 100 * 365 * 86400
 MAX_HOURS = MAX_TTL // 3600
+#: The largest ``text_index_bytes``: PostgreSQL refuses a ``tsvector`` over 1 MiB (its words and
+#: their positions), and the index keeps a copy of the text it indexes.
+MAX_TEXT_INDEX_BYTES = 256 * 1024
 #: The statement timeout of a PostgreSQL catalog by default (seconds; ``0`` turns it off).
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 
@@ -77,6 +80,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("verify_reads", "ARTIFACT_VERIFY_READS", bool),
     ("durability", "ARTIFACT_DURABILITY", str),
     ("max_meta_bytes", "ARTIFACT_MAX_META_BYTES", int),
+    ("text_index_bytes", "ARTIFACT_TEXT_INDEX_BYTES", int),
     ("public_url", "ARTIFACT_PUBLIC_URL", str),
     ("presign_secret", "ARTIFACT_PRESIGN_SECRET", str),
     ("upload_ttl", "ARTIFACT_UPLOAD_TTL", int),
@@ -174,6 +178,9 @@ class Settings:
     #: and local files' directories fsynced after each rename).
     durability: str = "process"
     max_meta_bytes: int = 65536
+    #: How much of a text-like artifact's bytes (text/*, JSON) full-text search indexes: the
+    #: first this many bytes (``0``: none; names, summaries and meta values are always indexed).
+    text_index_bytes: int = 65536
     public_url: str = "http://127.0.0.1:8787"
     presign_secret: str | None = None
     upload_ttl: int = 86400
@@ -240,6 +247,7 @@ class Settings:
             ("upload_ttl", 1, MAX_TTL, True),
             ("session_ttl_hours", 1 / 3600, MAX_HOURS, False),
             ("max_meta_bytes", 2, 2**31 - 1, True),
+            ("text_index_bytes", 0, MAX_TEXT_INDEX_BYTES, True),
             ("multipart_min_part_size", 0, 5 * 1024**3, True),
             ("statement_timeout", 0, 86400, False),
             ("max_open_uploads", 1, 2**31 - 1, True),

@@ -92,6 +92,25 @@ def prepare_connection(dbapi_connection: Any, dialect: str) -> None:
     """
 
 
+# -- full-text search ------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def extract_text(mime: str, filename: str | None, data: bytes, complete: bool) -> str | None:
+    """Return the text of an artifact's bytes for the full-text index, or ``None``.
+
+    ``None`` says this plugin does not read ``mime`` (the built-in one reads ``text/*`` and JSON,
+    and runs last). Called before a new artifact or new bytes commit, outside any transaction; at most
+    ``text_index_bytes`` of the text returned are indexed. An exception is logged, and the
+    artifact is indexed without the text of its content.
+
+    :param mime: the artifact's MIME type
+    :param filename: its filename, if it has one
+    :param data: its first ``text_index_bytes`` bytes (all of them if ``complete``)
+    :param complete: whether ``data`` is the whole artifact
+    """
+
+
 # -- lifecycle events (after commit) ---------------------------------------------------------
 
 

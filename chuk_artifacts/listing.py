@@ -15,7 +15,8 @@ from .access import Caller
 from .core import StoreCore
 from .errors import InvalidArgumentError
 from .events import reports_denials
-from .models import ArtifactList, metadata_from_row
+from .fulltext import query_words
+from .models import ArtifactList, hit_from_row, metadata_from_row
 
 if TYPE_CHECKING:
     from .models import Row
@@ -111,14 +112,27 @@ class ListingMethods(StoreCore):
         filename_prefix: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        text: str | None = None,
+        snippet: bool = False,
     ) -> ArtifactList:
         """Live artifacts the caller may read that match every filter, oldest first, paginated.
 
         ``user_id`` limits to that user's artifacts (except for ``scope='sandbox'``, which anyone
         may read); ``session_id`` to that session's; ``meta_filter`` matches top-level meta values
         exactly. Pass the previous page's ``next_cursor`` as ``cursor`` for the next page.
+
+        ``text``: full-text search. Every word of it must occur in the filename, the summary, a
+        meta value or the text of the content (text/* and JSON, the first ``text_index_bytes``;
+        plugins add more with ``extract_text``); case and accents do not matter, and the text
+        is read as words, never as query syntax. The results are ``SearchHit`` s, best first;
+        ``snippet=True`` adds a snippet with the matched words marked.
         """
         caller = self.policy.caller(user_id, session_id)
+        words = query_words(text) if text is not None else None
+        if not isinstance(snippet, bool):
+            raise InvalidArgumentError("snippet must be True or False")
+        if snippet and words is None:
+            raise InvalidArgumentError("snippet needs a text search (text=...)")
         if scope is not None:
             grid.validate_scope(scope)
         if meta_filter is not None:  # a dict of JSON values, as stored meta is
@@ -151,6 +165,10 @@ class ListingMethods(StoreCore):
             mime_prefix=mime_prefix,
             meta_filter=meta_filter,
             filename_prefix=filename_prefix,
+            text=words,
+            snippet=snippet,
             **filters,
         )
+        if words is not None:
+            return ArtifactList([hit_from_row(r) for r in rows], nxt)
         return _page(rows, nxt)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from . import grid
 from .core import StoreCore
-from .errors import ArtifactStoreError
+from .errors import ArtifactStoreError, InvalidArgumentError
 from .events import reports_denials
 from .models import CleanupResult
 
@@ -18,7 +18,36 @@ _PREVIEW_SESSIONS = 1_000_000  # expired sessions a cleanup dry run counts at mo
 
 
 class MaintenanceMethods(StoreCore):
-    """``cleanup_expired_sessions``, ``validate_configuration``, ``get_stats`` and ``usage``."""
+    """``cleanup_expired_sessions``, ``reindex``, ``validate_configuration``, ``get_stats`` and
+    ``usage``."""
+
+    @reports_denials
+    def reindex(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the full-text index of this sandbox's artifacts: their names, summaries, meta
+        values and the text of their content (at most ``text_index_bytes`` of each read).
+
+        For catalogs whose artifacts were stored before the index existed (revision
+        ``0005_fulltext`` indexes their names, not their content) or under a smaller
+        ``text_index_bytes``, or after installing an ``extract_text`` plugin. Safe while the
+        store is in use. ``progress(n)`` is called after each batch; returns how many were
+        indexed.
+        """
+        self.policy.caller(None, None)  # an application (admin) task: strict mode needs as_admin()
+        if progress is not None and not callable(progress):
+            raise InvalidArgumentError("progress must be a callable or None")
+        if not self.catalog.text_index:
+            raise ArtifactStoreError(f"a {self.catalog.dialect} catalog has no full-text index")
+        done, last = 0, -1
+        while True:
+            with self.catalog.read() as conn:
+                rows = self.catalog.iter_artifact_rows(conn, self.sandbox_id, last, _BATCH)
+            if not rows:
+                return done
+            last = rows[-1]["row_id"]
+            n = self.writer.reindex([r for r in rows if r["state"] == "committed"])
+            done += n
+            if progress is not None:
+                progress(n)
 
     @reports_denials
     def cleanup_expired_sessions(

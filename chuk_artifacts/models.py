@@ -126,6 +126,26 @@ def metadata_from_row(row: dict[str, Any]) -> ArtifactMetadata:
 
 
 @dataclass(frozen=True)
+class SearchHit(ArtifactMetadata):
+    """An artifact found by a full-text search (``search(text=...)``): its metadata, its
+    ``rank`` (lower is better: bm25 on SQLite, minus ``ts_rank`` on PostgreSQL; comparable
+    within one search only) and, if asked for, a ``snippet`` with the matched words between
+    ``«`` and ``»`` (plain text, not escaped for HTML)."""
+
+    rank: float = 0.0
+    snippet: str | None = None
+
+
+def hit_from_row(row: dict[str, Any]) -> SearchHit:
+    """The public form of one row of a full-text search."""
+    hit = object.__new__(SearchHit)
+    hit.__dict__.update(metadata_from_row(row).__dict__)
+    snippet = row.get("snippet")
+    hit.__dict__.update(rank=float(row["rank"]), snippet=snippet.strip() if isinstance(snippet, str) else None)
+    return hit
+
+
+@dataclass(frozen=True)
 class SignedBlob:
     """An artifact a signed URL names, as a gateway serves it: its metadata, and ``read(start,
     end, chunk_size)``, an iterator over the bytes in ``[start, end)``."""

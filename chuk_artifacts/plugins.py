@@ -41,6 +41,7 @@ ENTRY_POINT_GROUP = "chuk_artifacts"
 DEFAULT_PLUGINS = (
     "chuk_artifacts.backends",  # memory, filesystem, sqlite (and cloud) storage, the presigners
     "chuk_artifacts.builtin_sessions",  # the catalog session provider
+    "chuk_artifacts.builtin_text",  # the text of text-like artifacts, for full-text search
 )
 
 #: Storage providers that exist but live in an optional install.

@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     Float,
     ForeignKey,
     Index,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision the code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0004_shares"
+SCHEMA_REVISION = "0005_fulltext"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -253,3 +254,82 @@ catalog_info = cast(Table, CatalogInfoRow.__table__)
 blob_intents = cast(Table, BlobIntentRow.__table__)
 quota_usage = cast(Table, QuotaUsageRow.__table__)
 shares = cast(Table, ShareRow.__table__)
+
+
+# -- the full-text index ---------------------------------------------------------------------
+#
+# Not in ``Base.metadata``: its form differs by database, so it is created by the DDL below (by
+# ``Catalog.ensure_schema`` for a new catalog, by revision ``0005_fulltext`` for an older one).
+# One row per artifact, keyed by the artifact's ``row_id``: its filename (``name``), summary, meta
+# values and the text of its content (the first ``text_index_bytes`` of a text-like artifact).
+#
+# - SQLite: an FTS5 table (bm25 ranking, ``snippet``). FTS5 tables cannot have a foreign key,
+#   so a trigger deletes an artifact's text row with the artifact row, on every path that
+#   deletes one (a delete, a sweep, a session's end).
+# - PostgreSQL: a table of the words (folded, ``fulltext.normalized_words``), a generated
+#   ``tsvector`` weighting name > summary > meta > content, a GIN index on it, and a foreign
+#   key to ``artifacts`` with ``ON DELETE CASCADE``.
+#
+# A later revision that rebuilds ``artifacts`` on SQLite (alembic's batch mode copies it to a new
+# table) drops the trigger with the old table: it must create ``artifact_text_delete`` again.
+
+#: The full-text index's table, and every table the database keeps for it (SQLite's FTS5
+#: shadow tables).
+TEXT_TABLE = "artifact_text"
+
+
+def is_text_index_table(name: str) -> bool:
+    return name == TEXT_TABLE or name.startswith(TEXT_TABLE + "_")
+
+
+TEXT_INDEX_DDL: dict[str, tuple[str, ...]] = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE artifact_text USING fts5("
+        "name, summary, meta, content, tokenize = 'unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER artifact_text_delete AFTER DELETE ON artifacts "
+        "BEGIN DELETE FROM artifact_text WHERE rowid = old.row_id; END",
+    ),
+    "postgresql": (
+        "CREATE TABLE artifact_text ("
+        "row_id BIGINT NOT NULL, "
+        "name TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '', "
+        "meta TEXT NOT NULL DEFAULT '', content TEXT NOT NULL DEFAULT '', "
+        "document TSVECTOR GENERATED ALWAYS AS ("
+        "setweight(to_tsvector('simple'::regconfig, name), 'A') || "
+        "setweight(to_tsvector('simple'::regconfig, summary), 'B') || "
+        "setweight(to_tsvector('simple'::regconfig, meta), 'C') || "
+        "setweight(to_tsvector('simple'::regconfig, content), 'D')) STORED, "
+        "CONSTRAINT pk_artifact_text PRIMARY KEY (row_id), "
+        "CONSTRAINT fk_artifact_text_row_id_artifacts FOREIGN KEY (row_id) "
+        "REFERENCES artifacts (row_id) ON DELETE CASCADE)",
+        "CREATE INDEX ix_artifact_text_document ON artifact_text USING gin (document)",
+    ),
+}
+
+TEXT_INDEX_DROP: dict[str, tuple[str, ...]] = {
+    "sqlite": ("DROP TRIGGER IF EXISTS artifact_text_delete", "DROP TABLE IF EXISTS artifact_text"),
+    "postgresql": ("DROP TABLE IF EXISTS artifact_text",),
+}
+
+_text_metadata = MetaData()
+#: The index's columns for statements (``catalog.py``): on SQLite ``row_id`` is the FTS5
+#: table's ``rowid``; on PostgreSQL ``document`` is generated from the others.
+artifact_text_sqlite = Table(
+    TEXT_TABLE,
+    _text_metadata,
+    Column("rowid", Integer, key="row_id", primary_key=True),
+    Column("name", Text),
+    Column("summary", Text),
+    Column("meta", Text),
+    Column("content", Text),
+)
+artifact_text_postgresql = Table(
+    TEXT_TABLE,
+    MetaData(),
+    Column("row_id", BigInteger, primary_key=True),
+    Column("name", Text),
+    Column("summary", Text),
+    Column("meta", Text),
+    Column("content", Text),
+    Column("document", Text),  # a tsvector, only ever read by the database itself
+)

@@ -11,6 +11,7 @@ then the writer (the crash-safe write protocol) or the catalog and blobs for rea
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -26,6 +27,7 @@ from .errors import (
     ArtifactNotFoundError,
     ArtifactStoreError,
     InvalidArgumentError,
+    ProviderError,
 )
 from .events import reports_denials
 from .grid import GridKey
@@ -39,6 +41,8 @@ from .shares import ShareMethods
 from .streaming import StreamingMethods
 from .uploads import UploadMethods
 from .writes import copy_blob, read_blob
+
+logger = logging.getLogger("chuk_artifacts.store")
 
 if TYPE_CHECKING:
     from .catalog import Tx
@@ -370,11 +374,17 @@ class ArtifactStore(
         meta = grid.validate_meta(meta, self.settings.max_meta_bytes) if meta is not None else None
         change = self._changes(fields, meta, ttl)
         if payload is None:
-            self._update(artifact_id, user_id, session_id, change)
+            committed = self._update(artifact_id, user_id, session_id, change)
+            if "mime" in fields:  # the same bytes, read as another type: index them anew
+                try:
+                    self.writer.reindex([committed])
+                except ProviderError:  # committed already: the entry keeps the old type's text
+                    logger.warning("could not read %s to index it as %s", artifact_id, fields["mime"])
             return True
         row = self.policy.accessible(artifact_id, user_id, session_id, write=True)
         caller = self.policy.caller(user_id, session_id)
-        committed = self.writer.replace(row, payload, self._checker(artifact_id, caller), change)
+        # the row as it will be (a new mime or filename decides how the new bytes are indexed)
+        committed = self.writer.replace({**row, **fields}, payload, self._checker(artifact_id, caller), change)
         self.events.artifacts("artifact_updated", [committed], caller)
         return True
 

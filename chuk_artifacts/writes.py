@@ -19,6 +19,10 @@ the failure at each step, is explained in ``docs/reliability.md``:
 - **Deletes** (``delete_one``, ``purge``): the row is tombstoned, the bytes are removed, then the
   row.
 - **Quotas**: usage changes in the same transactions that insert, resize and delete rows.
+- **Full-text index**: the text of new bytes (hook ``extract_text``, from at most
+  ``text_index_bytes`` of them: the payload in memory, or a bounded read of bytes that were
+  streamed, uploaded or copied) is taken before the row's transaction and written in it, so
+  the index never disagrees with a committed row.
 
 The request path's transactions run on the catalog's driver-level ``Tx`` (prebuilt statements);
 batches and maintenance use SQLAlchemy connections. The writer reports what it removed to the
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
@@ -40,6 +45,7 @@ from .errors import (
     ProviderError,
     QuotaExceededError,
 )
+from .fulltext import is_text_mime
 
 if TYPE_CHECKING:
     from .blobs import Blobs
@@ -53,6 +59,7 @@ __all__ = ["Writer", "read_blob", "open_blob", "copy_blob", "hash_blob", "UPLOAD
 T = TypeVar("T")
 
 _BATCH = 500
+_BUILTIN_TEXT = "chuk_artifacts.builtin_text"
 #: What an upload row says about the artifact it becomes (columns of both tables).
 UPLOAD_FIELDS = (
     "artifact_id",
@@ -68,6 +75,7 @@ UPLOAD_FIELDS = (
     "ttl",
 )
 _COPY_CHUNK = 1 << 20
+logger = logging.getLogger("chuk_artifacts.writes")
 
 
 # -- reading what the protocol wrote --------------------------------------------------------------
@@ -147,11 +155,70 @@ class Writer:
     def quotas(self) -> Any:
         return self.settings.quotas
 
+    # -- the text of new bytes, for the full-text index -------------------------------------------
+
+    def text_of(self, row: Row, data: bytes | None = None) -> str:
+        """The text the full-text index keeps of the artifact ``row``'s bytes: ``data`` when
+        they are in memory, else at most ``text_index_bytes`` of them read from its key. Bytes
+        are read only if some plugin could extract text from them."""
+        cap = self.settings.text_index_bytes
+        if cap <= 0 or not self.catalog.text_index:
+            return ""
+        from .plugins import ensure_plugins_loaded
+
+        hook = ensure_plugins_loaded().hook.extract_text
+        mime, filename = row["mime"], row.get("filename")
+        if data is None:
+            builtin_only = all(impl.plugin_name == _BUILTIN_TEXT for impl in hook.get_hookimpls())
+            if builtin_only and not is_text_mime(mime):
+                return ""
+            with open_blob(self.blobs, row) as f:
+                data = f.read(cap)
+            complete = row["bytes"] <= cap
+        else:
+            complete = len(data) <= cap
+            data = data[:cap]
+        try:
+            text = hook(mime=mime, filename=filename, data=data, complete=complete)
+        except Exception:
+            logger.exception("extract_text failed for %s (%s): indexed without its content", row["artifact_id"], mime)
+            return ""
+        if not isinstance(text, str):
+            return ""
+        # At most ``cap`` bytes of UTF-8 (a character cut at the end dropped): what bounds the
+        # index's copy and PostgreSQL's tsvector, whatever script the text is in.
+        text = text[:cap].encode("utf-8", errors="replace")[:cap].decode("utf-8", errors="ignore")
+        return text.replace("\x00", " ")
+
+    def texts_of(self, rows: list[Row]) -> list[str]:
+        return [self.text_of(row) for row in rows]
+
+    def reindex(self, rows: list[Row]) -> int:
+        """Write the full-text entries of ``rows`` anew (``chuk-admin reindex``): names, summary,
+        meta and the text of their bytes. A row changed or deleted since it was read is left
+        alone (whatever changed it indexed it); one whose bytes are missing gets no content.
+        How many were written."""
+        texts: list[str] = []
+        for row in rows:
+            try:
+                texts.append(self.text_of(row))
+            except FileNotFoundError:
+                texts.append("")
+        done = 0
+        with self.catalog.tx() as tx:
+            for row, text in zip(rows, texts):
+                current = self.catalog.get_artifact(tx, row["artifact_id"], for_update=True)
+                if current is not None and current["version"] == row["version"]:
+                    self.catalog.set_text(tx, current, text)
+                    done += 1
+        return done
+
     # -- new bytes ------------------------------------------------------------------------------
 
     def create(self, rows: list[Row], payloads: list[bytes]) -> None:
         """New artifacts with their bytes (``store``, ``store_batch``): all of them or none."""
         keys = [r["key"] for r in rows]
+        texts = [self.text_of(row, data) for row, data in zip(rows, payloads)]
         if self.joint:
 
             def write_bytes(tx: Tx) -> None:
@@ -159,13 +226,13 @@ class Writer:
                     for row, data in zip(rows, payloads):
                         self.blobs.put(row["key"], data)
 
-            self.commit(rows, intents=False, also=write_bytes)
+            self.commit(rows, intents=False, also=write_bytes, texts=texts)
             return
         if self.blobs.volatile:
             try:
                 for row, data in zip(rows, payloads):
                     self.blobs.put(row["key"], data)
-                self.commit(rows, intents=False)
+                self.commit(rows, intents=False, texts=texts)
             except BaseException:
                 self.discard(keys)
                 raise
@@ -177,7 +244,7 @@ class Writer:
         except BaseException:
             self.abandon(keys)
             raise
-        self.commit_written(rows)
+        self.commit_written(rows, texts=texts)
 
     def create_streamed(self, row: Row, fill: Callable[[IO[bytes]], tuple[int, str]], *, expected: int = 0) -> None:
         """A new artifact whose bytes ``fill(target)`` streams in, returning (size, sha256)."""
@@ -219,10 +286,20 @@ class Writer:
             except ProviderError:
                 pass  # an orphan blob: fsck finds it
 
-    def commit(self, rows: list[Row], *, intents: bool = True, also: Callable[[Tx], Any] | None = None) -> None:
+    def commit(
+        self,
+        rows: list[Row],
+        *,
+        intents: bool = True,
+        also: Callable[[Tx], Any] | None = None,
+        texts: list[str] | None = None,
+    ) -> None:
         """Insert ``rows`` (whose bytes are written) in one transaction that removes their
         intents and charges their usage; ``also(tx)`` runs in the same transaction.
+        ``texts``: the text of each row's bytes (``text_of``; read from the bytes if not given).
         Expired artifacts are swept once if a quota refuses the rows."""
+        if texts is None:
+            texts = self.texts_of(rows)
         for attempt in (1, 2):
             try:
                 with self.catalog.tx() as tx:
@@ -231,8 +308,8 @@ class Writer:
                         if self.catalog.claim_intents(tx, keys) != len(keys):
                             raise ProviderError("the write outlived the upload window and cleanup gave it up; retry")
                     self._charge_rows(tx, rows)
-                    for row in rows:
-                        self.catalog.insert_artifact(tx, row)
+                    for row, text in zip(rows, texts):
+                        self.catalog.insert_artifact(tx, row, text=text)
                     if also is not None:
                         also(tx)
                 return
@@ -240,10 +317,10 @@ class Writer:
                 if attempt == 2 or not self.release_expired():
                     raise
 
-    def commit_written(self, rows: list[Row]) -> None:
+    def commit_written(self, rows: list[Row], *, texts: list[str] | None = None) -> None:
         """``commit`` rows whose bytes are written under intents; on failure remove the bytes."""
         try:
-            self.commit(rows)
+            self.commit(rows, texts=texts)
         except BaseException:
             self.abandon([r["key"] for r in rows])
             raise
@@ -255,16 +332,18 @@ class Writer:
         artifact_id: str,
         check: Callable[[Row | None], Row],
         change: Callable[[Row, Tx], Row],
+        *,
+        text: str | None = None,
     ) -> Row:
         """Apply ``change(row, tx) -> values`` to the row, locked: concurrent updates (threads or
         processes) queue up, so none is lost and a merge always sees the previous one.
         ``check(row)`` returns the row if the caller may change it (it raises otherwise).
-        Returns the committed row."""
+        ``text``: the text of new bytes, for the full-text index. Returns the committed row."""
         with self.catalog.tx() as tx:
             row = check(self.catalog.get_artifact(tx, artifact_id, for_update=True))
             values = change(row, tx)
             values["updated_at"] = time.time()
-            if not self.catalog.update_artifact(tx, row["row_id"], row["version"], values):
+            if not self.catalog.update_artifact(tx, row["row_id"], row["version"], values, text=text):
                 raise ArtifactStoreError(f"artifact {artifact_id!r} changed during its update")
         return {**row, **values, "version": row["version"] + 1}
 
@@ -295,9 +374,10 @@ class Writer:
                 superseded.append(current["pending_key"])
             return values
 
+        text = self.text_of(row, payload)  # the mime of the row as read (update_file keeps it)
         try:
             self.blobs.put(staged, payload)
-            committed = self.update(row["artifact_id"], check, change_bytes)
+            committed = self.update(row["artifact_id"], check, change_bytes, text=text)
         except BaseException:
             self.abandon([staged])
             raise
@@ -488,7 +568,10 @@ class Writer:
         ttl = row["ttl"]
         row["expires_at"] = now + ttl if ttl else None
         try:  # the upload's row stood for its bytes until now (no intent): cleanup knows them
-            self.commit([row], intents=False, also=lambda tx: self.catalog.delete_upload(tx, upload["upload_id"]))
+            texts = self.texts_of([row])
+            self.commit(
+                [row], intents=False, also=lambda tx: self.catalog.delete_upload(tx, upload["upload_id"]), texts=texts
+            )
         except QuotaExceededError:
             raise  # the upload stays as it was: registrable once there is room
         except BaseException:

@@ -260,6 +260,7 @@ EXEMPT = {
     "get_stats": "application-level counts; takes no identity",
     "validate_configuration": "application-level health check; takes no identity",
     "cleanup_expired_sessions": "application-level sweep (admin); takes no identity",
+    "reindex": "application-level rebuild of the full-text index (admin); takes no identity",
     "parse_grid_key": "pure string parsing; reads and changes nothing",
     "get_canonical_prefix": "pure string building; reads and changes nothing",
     "generate_artifact_key": "pure string building; reads and changes nothing",

@@ -342,6 +342,33 @@ def test_search_with_no_match_says_so(home: Path) -> None:
     assert ok("search", "--mime", "video/").strip() == "no artifacts"
 
 
+def test_search_with_words_is_a_full_text_search(home: Path, store: ArtifactStore) -> None:
+    report = store.store(b"quarterly report for alice", mime="text/plain", filename="r.txt", user_id="alice")
+    store.store(b"quarterly report for bob", mime="text/plain", filename="b.txt", user_id="bob")
+    store.store(b"a quarterly memo", mime="text/plain", filename="m.txt", user_id="alice")
+    hits = json.loads(ok("search", "--user", "alice", "quarterly", "report", "--json"))["artifacts"]
+    assert [h["artifact_id"] for h in hits] == [report]
+    assert "rank" in hits[0]
+    out = ok("search", "--user", "alice", "report", "--snippet")
+    assert report in out and "\u00abreport\u00bb" in out and "r.txt" in out
+
+
+def test_search_refuses_a_bad_text_or_a_snippet_without_one(home: Path) -> None:
+    result = run("search", "!!!")
+    assert result.exit_code == 1 and "at least one word" in one_error_line(result)
+    assert run("search", "--snippet").exit_code == 2
+
+
+def test_reindex_indexes_the_content_of_artifacts_stored_without_it(home: Path, store: ArtifactStore) -> None:
+    artifact_id = store.store(b"forgotten aardvark", mime="text/plain", filename="old.txt")
+    with store.catalog.write() as conn:  # what a catalog migrated to 0005_fulltext has: no content
+        conn.exec_driver_sql("UPDATE artifact_text SET content = '' ")
+    assert store.search(text="aardvark") == []
+    assert ok("reindex").strip() == "reindexed 1 artifact(s)"
+    assert [h.artifact_id for h in store.search(text="aardvark")] == [artifact_id]
+    assert json.loads(ok("reindex", "--json")) == {"reindexed": 1}
+
+
 def test_info_prints_aligned_metadata(home: Path, tmp_path: Path) -> None:
     artifact_id = put(write(tmp_path / "x.txt", b"hello"), "--meta", "k=v")
     lines = dict(line.split(None, 1) for line in ok("info", artifact_id).splitlines() if len(line.split(None, 1)) == 2)

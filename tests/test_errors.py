@@ -139,7 +139,7 @@ def test_storage_failures_are_raised_as_provider_errors_and_store_nothing(store,
 
 
 def test_a_catalog_failure_after_the_bytes_are_written_leaves_no_bytes_behind(store, monkeypatch):
-    def broken(conn, values):
+    def broken(conn, values, **options):
         raise ProviderError("catalog down")
 
     monkeypatch.setattr(store.catalog, "insert_artifact", broken)

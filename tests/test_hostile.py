@@ -1019,6 +1019,7 @@ def valid_calls(store: ArtifactStore, t: Targets) -> dict[str, dict[str, Any]]:
         "extend_session_ttl": {"session_id": t.sid, "additional_hours": 1},
         "delete_session": {"session_id": "no-such-session"},
         "cleanup_expired_sessions": {"dry_run": True},
+        "reindex": {"progress": None},
         "usage": {"user_id": "alice"},
         "parse_grid_key": {"key": store.metadata(t.aid).key},
         "get_canonical_prefix": {"session_id": t.sid},

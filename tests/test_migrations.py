@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from chuk_artifacts import migrate
-from chuk_artifacts.schema import SCHEMA_REVISION, Base
+from chuk_artifacts.schema import SCHEMA_REVISION, Base, is_text_index_table
 
 PG_ADMIN_URL = os.environ.get("CHUK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -27,8 +27,17 @@ def schema_diff(engine: sa.Engine) -> list:
             opts={"compare_type": True, "compare_server_default": True},
         )
         diff = compare_metadata(context, Base.metadata)
-    # alembic_version is alembic's own table, not part of the catalog's metadata.
-    return [d for d in diff if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
+
+    # alembic_version is alembic's own table, not part of the catalog's metadata; the full-text
+    # index differs by database and is created by its own DDL (schema.TEXT_INDEX_DDL).
+    def ours(d: tuple) -> bool:
+        if d[0] == "remove_table":
+            return d[1].name != "alembic_version" and not is_text_index_table(d[1].name)
+        if d[0] == "remove_index":
+            return not is_text_index_table(d[1].table.name)
+        return True
+
+    return [d for d in diff if ours(d)]
 
 
 def table_names(engine: sa.Engine) -> set[str]:
@@ -202,3 +211,38 @@ def test_upgrade_from_0001_computes_quota_usage_on_sqlite(tmp_path: Path):
 @pytest.mark.postgres
 def test_upgrade_from_0001_computes_quota_usage_on_postgres(postgres_engine):
     _usage_after_upgrade_from_0001(postgres_engine.url.render_as_string(hide_password=False))
+
+
+# --- 0005: the full-text index of the rows already there -----------------------------------------
+
+
+def _fulltext_after_upgrade_from_0004(url: str, root: Path) -> None:
+    """A catalog upgraded to 0005 finds its artifacts by name, summary and meta at once, and by
+    content after ``reindex``; deletes keep the index in step."""
+    from chuk_artifacts import ArtifactStore
+
+    kwargs = {"storage_provider": "filesystem", "fs_root": str(root), "catalog_url": url}
+    with ArtifactStore(**kwargs) as store:
+        old = store.store(b"content kestrel", mime="text/plain", filename="Caf\u00e9.txt", summary="old summary")
+        tagged = store.store(b"-", mime="application/octet-stream", meta={"bird": ["merlin"]})
+    migrate.downgrade(url, "0004_shares")
+    assert "artifact_text" not in table_names(sa.create_engine(url))
+    migrate.upgrade(url)
+    with ArtifactStore(**kwargs) as store:
+        assert [h.artifact_id for h in store.search(text="cafe summary")] == [old]
+        assert [h.artifact_id for h in store.search(text="merlin")] == [tagged]
+        assert store.search(text="kestrel") == []  # the bytes: reindex reads them
+        assert store.reindex() == 2
+        assert [h.artifact_id for h in store.search(text="kestrel")] == [old]
+        store.delete(old)
+        with store.catalog.read() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM artifact_text")).scalar_one() == 1
+
+
+def test_upgrade_to_0005_indexes_existing_artifacts_on_sqlite(tmp_path: Path):
+    _fulltext_after_upgrade_from_0004(f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "root")
+
+
+@pytest.mark.postgres
+def test_upgrade_to_0005_indexes_existing_artifacts_on_postgres(postgres_engine, tmp_path: Path):
+    _fulltext_after_upgrade_from_0004(postgres_engine.url.render_as_string(hide_password=False), tmp_path / "root")

@@ -176,6 +176,7 @@ def test_the_hook_list_is_what_the_issue_asks_for() -> None:
         "share_used",
         "share_revoked",
         "register_commands",
+        "extract_text",
     }
 
 
@@ -190,7 +191,7 @@ def test_hookspec_has_a_summary_and_documents_every_parameter(name: str) -> None
 
 def test_firstresult_where_one_answer_is_wanted() -> None:
     first = {n for n in HOOK_NAMES if getattr(hookspecs, n).chuk_artifacts_spec.get("firstresult")}
-    assert first == {"storage_backend", "session_provider", "presigner"}
+    assert first == {"storage_backend", "session_provider", "presigner", "extract_text"}
 
 
 def test_builtins_are_registered_like_plugins() -> None:
@@ -378,6 +379,43 @@ def test_hook_prepare_connection(register: Callable[..., Any], tmp_path: Path) -
         with store.catalog.read() as conn:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -4096
     assert seen and set(seen) == {"sqlite"}
+
+
+# -- full-text search ------------------------------------------------------------------------
+
+
+def test_hook_extract_text(register: Callable[..., Any]) -> None:
+    seen: list[tuple[str, bytes, bool]] = []
+
+    class FakePdf:
+        @hookimpl
+        def extract_text(self, mime: str, filename: str | None, data: bytes, complete: bool) -> str | None:
+            seen.append((mime, data, complete))
+            return "zanzibar invoice and more" if mime == "application/pdf" else None
+
+    register(FakePdf())
+    with ArtifactStore(text_index_bytes=16) as store:
+        pdf = store.store(b"%PDF-1.7 binary and more", mime="application/pdf", filename="a.pdf")
+        text = store.store(b"plain words and more here", mime="text/plain")
+        assert [hit.artifact_id for hit in store.search(text="zanzibar")] == [pdf]
+        assert [hit.artifact_id for hit in store.search(text="plain")] == [text]  # the built-in, after it
+        assert store.search(text="here") == []  # past text_index_bytes, of the bytes
+        assert store.search(text="more") == []  # and of the text a plugin returns
+    assert ("application/pdf", b"%PDF-1.7 binary ", False) in seen
+
+
+def test_hook_extract_text_failing_indexes_the_artifact_without_its_content(register: Callable[..., Any]) -> None:
+    class Broken:
+        @hookimpl
+        def extract_text(self, mime: str, filename: str | None, data: bytes, complete: bool) -> str | None:
+            raise RuntimeError("extractor crashed")
+
+    register(Broken())
+    with ArtifactStore() as store:
+        artifact_id = store.store(b"body words", mime="text/plain", summary="kept summary")
+        assert store.read_file(artifact_id) == b"body words"
+        assert [hit.artifact_id for hit in store.search(text="kept")] == [artifact_id]
+        assert store.search(text="body") == []
 
 
 # -- lifecycle events ------------------------------------------------------------------------

@@ -620,11 +620,11 @@ def test_store_batch_failing_at_the_catalog_leaves_no_bytes_behind(store, monkey
     calls = []
     real_insert = store.catalog.insert_artifact
 
-    def insert_then_fail(conn, values):
+    def insert_then_fail(conn, values, **options):
         calls.append(values["artifact_id"])
         if len(calls) == 3:
             raise ProviderError("catalog failed mid-batch")
-        return real_insert(conn, values)
+        return real_insert(conn, values, **options)
 
     sid = store.create_session(user_id="alice")
     monkeypatch.setattr(store.catalog, "insert_artifact", insert_then_fail)

@@ -38,11 +38,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # plugin plumbing: the plugin manager, the hooks, the interfaces and the built-in plugins
     # (``sessions``: the catalog session provider)
-    "plugins": ("plugins", "hookspecs", "backends", "builtin_sessions", "interfaces", "sessions"),
+    "plugins": ("plugins", "hookspecs", "backends", "builtin_sessions", "builtin_text", "interfaces", "sessions"),
     # backends and data: rows (SQL) and bytes (fsspec, S3)
     "backends": ("catalog", "schema", "blobs", "object_store", "s3", "azure_blob", "gcs", "sqlite_blobs", "migrate"),
     # the base every layer may use
-    "base": ("grid", "models", "errors", "exceptions", "config", "signing"),
+    "base": ("grid", "models", "errors", "exceptions", "config", "signing", "fulltext"),
 }
 
 #: Backend modules may import only these layers (a backend never imports a policy module).

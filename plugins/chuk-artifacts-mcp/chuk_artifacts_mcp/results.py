@@ -23,6 +23,7 @@ from chuk_artifacts import (
     InvalidArgumentError,
     ProviderError,
     QuotaExceededError,
+    SearchHit,
     SessionError,
 )
 
@@ -92,7 +93,14 @@ def resource_error(exc: BaseException, uri: str) -> NoReturn:
 
 
 def record(m: ArtifactMetadata) -> dict[str, Any]:
-    """The compact description of an artifact a tool result carries (no bytes)."""
+    """The compact description of an artifact a tool result carries (no bytes); a full-text
+    search's hits add their ``rank`` and ``snippet``."""
+    if isinstance(m, SearchHit):
+        return {**_record(m), "rank": m.rank, "snippet": m.snippet}
+    return _record(m)
+
+
+def _record(m: ArtifactMetadata) -> dict[str, Any]:
     return {
         "artifact_id": m.artifact_id,
         "uri": artifact_uri(m.artifact_id),

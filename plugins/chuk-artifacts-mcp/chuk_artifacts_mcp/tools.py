@@ -196,10 +196,20 @@ def register_tools(server: MCPServer, store: AsyncArtifactStore, identities: Ide
             dict[str, Any] | None, Field(description="Metadata entries that must all be equal.")
         ] = None,
         filename_prefix: Annotated[str | None, Field(max_length=1024)] = None,
+        text: Annotated[
+            str | None,
+            Field(
+                max_length=1000,
+                description="Words that must all occur in the filename, summary, metadata values or text "
+                "content (case and accents ignored; not a query syntax). Results come best first, "
+                "each with a snippet.",
+            ),
+        ] = None,
         limit: Limit = 20,
         cursor: Cursor = None,
     ) -> CallToolResult:
-        """Search the artifacts you may read in one scope by MIME prefix, metadata and filename prefix."""
+        """Search the artifacts you may read in one scope by words (full text), MIME prefix, metadata
+        and filename prefix."""
         with tool_errors("artifact_search"):
             who = await me(ctx)
             view = who.view(store) if scope == "session" else who.user_view(store)
@@ -210,6 +220,7 @@ def register_tools(server: MCPServer, store: AsyncArtifactStore, identities: Ide
                 filename_prefix=filename_prefix,
                 limit=limit,
                 cursor=cursor,
+                **({"text": text, "snippet": True} if text is not None else {}),
             )
         return page(found, found.next_cursor)
 

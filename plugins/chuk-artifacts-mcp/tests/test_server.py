@@ -237,6 +237,23 @@ async def test_search_filters_by_mime_prefix_and_metadata(store: AsyncArtifactSt
     assert [i["artifact_id"] for i in by_meta["items"]] == [csv["artifact_id"]]
 
 
+async def test_search_by_text_finds_words_in_content_and_names_best_first(store: AsyncArtifactStore) -> None:
+    async with connect(build_server(store, user_id="alice")) as client:
+        body = await call(client, "artifact_write_text", text="notes on the orca migration", filename="n.txt")
+        named = await call(client, "artifact_write_text", text="see title", filename="orca.txt")
+        await call(client, "artifact_write_text", text="nothing here", filename="x.txt")
+        found = await call(client, "artifact_search", text="orca")
+        both = await call(client, "artifact_search", text="orca migration")
+        bad = await client.call_tool("artifact_search", {"text": "!!!"})
+    async with connect(build_server(store, user_id="bob")) as other:
+        theirs = await call(other, "artifact_search", text="orca", scope="user")
+    assert [i["artifact_id"] for i in found["items"]] == [named["artifact_id"], body["artifact_id"]]
+    assert "\u00abmigration\u00bb" in both["items"][0]["snippet"]
+    assert [i["artifact_id"] for i in both["items"]] == [body["artifact_id"]]
+    assert bad.is_error and "at least one word" in bad.content[0].text
+    assert theirs["items"] == []
+
+
 async def test_the_session_listing_resource(store: AsyncArtifactStore) -> None:
     async with connect(build_server(store, user_id="alice")) as client:
         doc = await call(client, "artifact_write_text", text="x", filename="x.txt")
