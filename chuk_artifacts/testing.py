@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 import threading
@@ -99,9 +100,7 @@ def postgres_database(prefix: str = "chuk_test") -> Iterator[str]:
     """A private PostgreSQL database on ``CHUK_TEST_POSTGRES_URL`` (default 127.0.0.1:5432,
     user postgres), dropped afterwards; its SQLAlchemy URL. Without the server or psycopg the
     test skips (``unavailable``: it fails in CI)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("psycopg") is None:
         unavailable("psycopg is not installed (pip install 'chuk-artifacts[postgres]')", "the PostgreSQL tests")
     from sqlalchemy import create_engine, text
 
