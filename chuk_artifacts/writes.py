@@ -168,10 +168,9 @@ class Writer:
 
         hook = ensure_plugins_loaded().hook.extract_text
         mime, filename = row["mime"], row.get("filename")
+        if not is_text_mime(mime) and all(impl.plugin_name == _BUILTIN_TEXT for impl in hook.get_hookimpls()):
+            return ""  # nothing could extract text from it: neither read nor hook call
         if data is None:
-            builtin_only = all(impl.plugin_name == _BUILTIN_TEXT for impl in hook.get_hookimpls())
-            if builtin_only and not is_text_mime(mime):
-                return ""
             with open_blob(self.blobs, row) as f:
                 data = f.read(cap)
             complete = row["bytes"] <= cap
