@@ -465,19 +465,6 @@ def _find(
 ) -> ArtifactList:
     if by_session and session and not (scope or mime or meta or prefix):
         return store.list_by_session(session, limit, cursor=cursor, user_id=user)
-    if text is not None:
-        return store.search(
-            user_id=user,
-            session_id=session,
-            scope=scope,
-            mime_prefix=mime,
-            meta_filter=meta,
-            filename_prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            text=text,
-            snippet=snippet,
-        )
     return store.search(
         user_id=user,
         session_id=session,
@@ -487,6 +474,8 @@ def _find(
         filename_prefix=prefix,
         limit=limit,
         cursor=cursor,
+        text=text,
+        snippet=snippet,  # the command refuses --snippet without TEXT before this
     )
 
 

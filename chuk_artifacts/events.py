@@ -16,11 +16,14 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .access import Caller
 from .errors import AccessDeniedError
 from .models import metadata_from_row
+
+if TYPE_CHECKING:
+    from .plugins import PluginManager
 
 __all__ = ["Events", "reports_denials"]
 
@@ -29,7 +32,7 @@ logger = logging.getLogger("chuk_artifacts.events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _manager() -> Any:
+def _manager() -> PluginManager:
     from .plugins import ensure_plugins_loaded
 
     return ensure_plugins_loaded()
@@ -51,13 +54,12 @@ class Events:
     def quiet(self, events: tuple[str, ...]) -> bool:
         """Does no plugin implement any of ``events``? Computed once per plugin generation
         (``plugins.PluginManager``): registering or unregistering a plugin is seen at once."""
-        generation = getattr(self._pm, "generation", None)
+        generation = self._pm.generation
         known = self._quiet.get(events)
-        if known is not None and generation is not None and known[0] == generation:
+        if known is not None and known[0] == generation:
             return known[1]
         answer = not any(self.listening(event) for event in events)
-        if generation is not None:
-            self._quiet[events] = (generation, answer)
+        self._quiet[events] = (generation, answer)
         return answer
 
     def emit(self, event: str, **kwargs: Any) -> None:

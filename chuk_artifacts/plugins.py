@@ -93,7 +93,7 @@ _loaded = False
 _lock = threading.Lock()
 
 
-def ensure_plugins_loaded() -> pluggy.PluginManager:
+def ensure_plugins_loaded() -> PluginManager:
     """Register the built-ins and entry-point plugins on first use; later calls do nothing."""
     global _loaded
     if _loaded:
